@@ -1,0 +1,90 @@
+"""The benchmark convention: one script per benchmark, each saving JSON to bench/results/<name>.json.
+
+Every result file carries the machine it ran on (CPU model, cores, memory, OS, Python, key package
+versions) and the command that produced it. ``python bench/run_all.py`` runs every benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PACKAGES = ("junto", "httpx", "langgraph", "litellm", "llama-cpp-python", "sentence-transformers", "faiss-cpu",
+            "scikit-learn", "model2vec", "torch", "fastapi", "uvicorn", "openai")
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gib": mem_gib,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "gpu": None,
+        "packages": versions,
+    }
+
+
+def percentile(values: list[float], p: float) -> float:
+    xs = sorted(values)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def summary_ms(seconds: list[float]) -> dict:
+    ms = [s * 1000 for s in seconds]
+    return {"n": len(ms), "p50_ms": round(percentile(ms, 50), 4), "p99_ms": round(percentile(ms, 99), 4),
+            "mean_ms": round(statistics.fmean(ms), 4) if ms else None}
+
+
+def save(name: str, results: dict) -> Path:
+    """Write bench/results/<name>.json with the machine and command, and print it."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=RESULTS.parent).stdout.strip() or None
+    except OSError:
+        commit = None
+    doc = {"benchmark": name, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit,
+           "machine": machine(), "results": results}
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+    print(json.dumps(results, indent=2))
+    print(f"saved {path}")
+    return path

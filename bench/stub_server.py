@@ -1,0 +1,168 @@
+"""A fast OpenAI-compatible stub server on loopback, for overhead benchmarks and fault injection.
+
+Not a model: it answers instantly with fixed words, so that a benchmark measures only what sits in
+front of it, and it misbehaves on demand so that tests can watch junto handle a real failing server
+process. Raw asyncio (no framework) keeps its own per-request cost far below what it measures.
+
+    python bench/stub_server.py --port 8001 [--mode ok|die|hang|garbage|error500|slow] [--tokens 8]
+
+``--mode`` sets the behaviour of every request; a request may override it with the header
+``x-stub-mode``. Modes:
+
+* ``ok``       answer (streamed or not, ``n`` choices, usage included)
+* ``die``      stream two chunks, then the process exits (a backend killed mid-stream)
+* ``hang``     accept the request and never answer
+* ``garbage``  HTTP 200 with a body that is not JSON (and non-JSON SSE data when streaming)
+* ``error500`` HTTP 500 with an OpenAI-shaped error
+* ``slow``     wait ``--delay`` seconds before answering
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+
+WORDS = ["stub", "answer", "from", "the", "loopback", "server", "with", "fixed", "words", "only"]
+
+
+def completion(body: dict, tokens: int) -> dict:
+    n = int(body.get("n") or 1)
+    text = " ".join(WORDS[i % len(WORDS)] for i in range(min(tokens, int(body.get("max_tokens") or tokens))))
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "stub"),
+        "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    for i in range(n)],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()) * n,
+                  "total_tokens": prompt_tokens + len(text.split()) * n},
+    }
+
+
+def chunk(model: str, content: str | None, finish: str | None = None, usage: dict | None = None) -> bytes:
+    obj = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+           "choices": [] if usage else [{"index": 0, "delta": {"content": content} if content else {},
+                                         "finish_reason": finish}]}
+    if usage:
+        obj["usage"] = usage
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+class Stub:
+    def __init__(self, mode: str, tokens: int, delay: float):
+        self.mode, self.tokens, self.delay = mode, tokens, delay
+        self.requests = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                self.requests += 1
+                keep = await self.respond(method, path, headers, body, writer)
+                if not keep or headers.get("connection", "").lower() == "close":
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    def send(writer: asyncio.StreamWriter, status: str, payload: bytes, ctype: str = "application/json") -> None:
+        writer.write(f"HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {len(payload)}\r\n\r\n".encode()
+                     + payload)
+
+    async def respond(self, method: str, path: str, headers: dict, raw: bytes, writer: asyncio.StreamWriter) -> bool:
+        if method == "GET" and path.rstrip("/") in ("/v1/models", "/models"):
+            self.send(writer, "200 OK", json.dumps({"object": "list", "data": [{"id": "stub", "object": "model"}]}).encode())
+            return True
+        if method == "GET" and path == "/health":
+            self.send(writer, "200 OK", b'{"status":"ok"}')
+            return True
+        if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
+            self.send(writer, "404 Not Found", b'{"error":{"message":"not found","type":"not_found"}}')
+            return True
+        mode = headers.get("x-stub-mode", self.mode)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            self.send(writer, "400 Bad Request", b'{"error":{"message":"invalid JSON","type":"invalid_request_error"}}')
+            return True
+        if mode == "hang":
+            await asyncio.sleep(3600)
+            return False
+        if mode == "slow":
+            await asyncio.sleep(self.delay)
+        if mode == "error500":
+            self.send(writer, "500 Internal Server Error",
+                      b'{"error":{"message":"stub failure","type":"server_error"}}')
+            return True
+        if mode == "garbage":
+            if body.get("stream"):
+                self.send(writer, "200 OK", b"data: {not json\n\n", "text/event-stream")
+            else:
+                self.send(writer, "200 OK", b"<html>definitely not json", "text/html")
+            return True
+        model = body.get("model", "stub")
+        if not body.get("stream"):
+            self.send(writer, "200 OK", json.dumps(completion(body, self.tokens)).encode())
+            return True
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        n_tokens = min(self.tokens, int(body.get("max_tokens") or self.tokens))
+
+        def emit(data: bytes) -> None:
+            writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+        for i in range(n_tokens):
+            emit(chunk(model, ("" if i == 0 else " ") + WORDS[i % len(WORDS)]))
+            if mode == "die" and i == 1:
+                await writer.drain()
+                os._exit(3)  # the backend dies mid-stream: connection reset, process gone
+        emit(chunk(model, None, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            emit(chunk(model, None, usage={"prompt_tokens": 1, "completion_tokens": n_tokens,
+                                           "total_tokens": n_tokens + 1}))
+        emit(b"data: [DONE]\n\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+
+async def serve(host: str, port: int, stub: Stub) -> None:
+    server = await asyncio.start_server(stub.handle, host, port, backlog=1024)
+    print(f"stub listening on http://{host}:{port}/v1 mode={stub.mode}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--mode", default="ok", choices=["ok", "die", "hang", "garbage", "error500", "slow"])
+    ap.add_argument("--tokens", type=int, default=8)
+    ap.add_argument("--delay", type=float, default=1.0)
+    args = ap.parse_args()
+    try:
+        import uvloop  # noqa: F401  (installed with uvicorn[standard]); faster loop, same semantics
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(args.host, args.port, Stub(args.mode, args.tokens, args.delay)))
+
+
+if __name__ == "__main__":
+    main()

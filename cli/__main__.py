@@ -1,0 +1,3 @@
+from junto.cli.main import main
+
+main()

@@ -1,0 +1,55 @@
+"""Session fixtures: an isolated state directory, and one real llama.cpp server running the embedded model.
+
+The model cache is shared with the user's (``JUNTO_CACHE_DIR`` or ~/.cache/junto) so the GGUF is
+pulled once; the state directory (pid files, logs) is private to the test session.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers.py
+
+_STATE = Path(os.environ.get("JUNTO_TEST_STATE_DIR", Path(__file__).resolve().parents[1] / ".junto-test" / f"state-{os.getpid()}"))
+os.environ["JUNTO_STATE_DIR"] = str(_STATE)
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def state_root() -> Path:
+    return _STATE
+
+
+@pytest.fixture(scope="session")
+def embedded_pool():
+    """The built-in embedded pool, its llama.cpp server started once for the whole session.
+
+    Yields (pool, endpoints). Stopped at the end; the test session fails if a process is left.
+    """
+    from junto.pool.config import load_pool
+    from junto.pool.launcher import Launcher, pid_alive
+
+    pool = load_pool("embedded")
+    launcher = Launcher(pool, _STATE)
+    endpoints, _ = launcher.up()
+    pids = [r.pid for r in launcher.records().values() if r.pid]
+    try:
+        yield pool, endpoints
+    finally:
+        launcher.down()
+        assert not [p for p in pids if pid_alive(p)], "embedded llama.cpp server left running after down"
+
+
+@pytest.fixture
+async def embedded_client(embedded_pool):
+    from junto.pool.client import PoolClient
+
+    pool, endpoints = embedded_pool
+    async with PoolClient(pool, endpoints) as client:
+        yield client
