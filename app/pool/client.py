@@ -327,6 +327,7 @@ class PoolClient:
             raise ConfigError("backend 'litellm' needs the litellm package",
                               hint="pip install 'junto[litellm]'") from None
         litellm.telemetry = False
+        litellm.suppress_debug_info = True
         return litellm
 
     def _litellm_kwargs(self, dep: Deployment, messages: Sequence[Message], timeout: float | None,
@@ -335,7 +336,9 @@ class PoolClient:
                               "num_retries": dep.connect_retries}
         if dep.url:
             kw["api_base"] = dep.url
-        if dep.api_key:
+            # a self-hosted endpoint often needs no key, but litellm's OpenAI route insists on one
+            kw["api_key"] = dep.api_key or "no-key"
+        elif dep.api_key:
             kw["api_key"] = dep.api_key
         for key in _PARAMS:
             if params.get(key) is not None:

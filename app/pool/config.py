@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -32,6 +32,7 @@ class _Strict(BaseModel):
 class LlamaCppLaunch(_Strict):
     """Settings for llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``)."""
 
+    kind: Literal["llamacpp"] = Field("llamacpp", exclude=True, description="set from the deployment's backend")
     host: str = "127.0.0.1"
     port: int | None = Field(None, ge=1, le=65535, description="fixed port; default: a free one")
     n_threads: int | None = Field(None, ge=1)
@@ -45,6 +46,7 @@ class LlamaCppLaunch(_Strict):
 class VllmLaunch(_Strict):
     """Settings for a vLLM OpenAI-compatible server (``python -m vllm.entrypoints.openai.api_server``)."""
 
+    kind: Literal["vllm"] = Field("vllm", exclude=True, description="set from the deployment's backend")
     host: str = "127.0.0.1"
     port: int | None = Field(None, ge=1, le=65535)
     python: str | None = Field(None, description="the vLLM virtualenv's python; default $JUNTO_VLLM_PYTHON")
@@ -80,7 +82,7 @@ class Deployment(_Strict):
     model: str = Field(min_length=1, description="path, model id, litellm model string, or embedded:<key>")
     url: str | None = Field(None, description="base URL of a running OpenAI-compatible server (…/v1)")
     api_key_env: str | None = Field(None, description="environment variable holding the endpoint's API key")
-    launch: LlamaCppLaunch | VllmLaunch | None = None
+    launch: Annotated[LlamaCppLaunch | VllmLaunch, Field(discriminator="kind")] | None = None
     context_length: int = Field(2048, ge=16)
     price: Price = Field(default_factory=Price)
     tags: list[str] = Field(default_factory=list)
@@ -91,13 +93,14 @@ class Deployment(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _launch_for_backend(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("backend") in LAUNCH_MODELS:
-            launch = data.get("launch") or {}
-            if isinstance(launch, dict):
-                # validate against the backend's own launch model so errors name the right fields
-                data = {**data, "launch": LAUNCH_MODELS[data["backend"]].model_validate(launch)}
-        elif isinstance(data, dict) and data.get("launch") is not None and data.get("backend") in BACKENDS:
-            raise ValueError(f"backend {data['backend']!r} is not started by junto, so it takes no 'launch' settings")
+        # the backend decides which launch model applies; tag the mapping so errors name its fields
+        if isinstance(data, dict) and isinstance(data.get("launch"), dict):
+            if data.get("backend") in LAUNCH_MODELS:
+                data = {**data, "launch": {**data["launch"], "kind": data["backend"]}}
+            elif data.get("backend") in BACKENDS:
+                raise ValueError(f"backend {data['backend']!r} is not started by junto, so it takes no 'launch' settings")
+        elif isinstance(data, dict) and data.get("backend") in LAUNCH_MODELS and data.get("launch") is None:
+            data = {**data, "launch": {"kind": data["backend"]}}
         return data
 
     @field_validator("url")
@@ -209,7 +212,9 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 def format_validation_error(source: str, err: ValidationError) -> str:
     lines = []
     for e in err.errors(include_url=False):
-        loc = tuple(p for p in e["loc"] if p not in ("LlamaCppLaunch", "VllmLaunch"))
+        loc = tuple(e["loc"])
+        # drop the discriminator tag pydantic inserts after 'launch'
+        loc = tuple(p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "launch" and p in LAUNCH_MODELS))
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see configs/pools/embedded.yaml for the fields)"

@@ -190,7 +190,7 @@ def resolve_model_file(model: str, base: Path | None = None, *, progress: Progre
     if not path.is_absolute() and base is not None:
         path = base / path
     if not path.exists():
-        raise ModelNotAvailable(
+        raise ConfigError(
             f"model file not found: {path}",
             hint=f"fix 'model' in the pool file, or use an embedded model ({', '.join(EMBEDDED_PREFIX + k for k in CATALOG)})",
         )
