@@ -1,17 +1,24 @@
 """junto: route queries across pools of small local models and reason over them at test time.
 
-The public surface is re-exported lazily so that ``import junto`` stays cheap (no httpx, pydantic
-or LangGraph import until a name is used).
+    from junto import Junto
+    with Junto.from_config("embedded") as j:
+        print(j.ask("What is the capital of France?"))
+
+The public names are imported lazily so that ``import junto`` stays cheap.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["JuntoError", "__version__"]
+__all__ = ["Junto", "JuntoError", "JuntoResult", "__version__"]
 
 
 def __getattr__(name: str):
+    if name in ("Junto", "JuntoResult"):
+        from junto import facade
+
+        return getattr(facade, name)
     if name == "JuntoError":
         from junto.errors import JuntoError
 

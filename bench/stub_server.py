@@ -15,6 +15,9 @@ process. Raw asyncio (no framework) keeps its own per-request cost far below wha
 * ``garbage``  HTTP 200 with a body that is not JSON (and non-JSON SSE data when streaming)
 * ``error500`` HTTP 500 with an OpenAI-shaped error
 * ``slow``     wait ``--delay`` seconds before answering
+* ``trickle``  stream with ``--delay`` seconds between tokens (to watch disconnects and drains)
+
+``GET /stats`` returns counters: requests, chat requests, completed streams, and streams the client abandoned.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ class Stub:
     def __init__(self, mode: str, tokens: int, delay: float):
         self.mode, self.tokens, self.delay = mode, tokens, delay
         self.requests = 0
+        self.chat_requests = 0
+        self.completed_streams = 0
+        self.aborted_streams = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -88,12 +94,18 @@ class Stub:
         if method == "GET" and path.rstrip("/") in ("/v1/models", "/models"):
             self.send(writer, "200 OK", json.dumps({"object": "list", "data": [{"id": "stub", "object": "model"}]}).encode())
             return True
+        if method == "GET" and path == "/stats":
+            self.send(writer, "200 OK", json.dumps({"requests": self.requests, "chat_requests": self.chat_requests,
+                                                    "completed_streams": self.completed_streams,
+                                                    "aborted_streams": self.aborted_streams}).encode())
+            return True
         if method == "GET" and path == "/health":
             self.send(writer, "200 OK", b'{"status":"ok"}')
             return True
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             self.send(writer, "404 Not Found", b'{"error":{"message":"not found","type":"not_found"}}')
             return True
+        self.chat_requests += 1
         mode = headers.get("x-stub-mode", self.mode)
         try:
             body = json.loads(raw or b"{}")
@@ -125,19 +137,40 @@ class Stub:
         def emit(data: bytes) -> None:
             writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
-        for i in range(n_tokens):
-            emit(chunk(model, ("" if i == 0 else " ") + WORDS[i % len(WORDS)]))
-            if mode == "die" and i == 1:
-                await writer.drain()
-                os._exit(3)  # the backend dies mid-stream: connection reset, process gone
+        try:
+            for i in range(n_tokens):
+                emit(chunk(model, ("" if i == 0 else " ") + WORDS[i % len(WORDS)]))
+                if mode == "die" and i == 1:
+                    await writer.drain()
+                    os._exit(3)  # the backend dies mid-stream: connection reset, process gone
+                if mode == "trickle":
+                    await writer.drain()
+                    if writer.is_closing() or reader_at_eof(writer):
+                        raise ConnectionResetError
+                    await asyncio.sleep(self.delay)
+        except ConnectionError:
+            self.aborted_streams += 1
+            return False
         emit(chunk(model, None, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             emit(chunk(model, None, usage={"prompt_tokens": 1, "completion_tokens": n_tokens,
                                            "total_tokens": n_tokens + 1}))
         emit(b"data: [DONE]\n\n")
         writer.write(b"0\r\n\r\n")
-        await writer.drain()
+        try:
+            await writer.drain()
+        except ConnectionError:
+            self.aborted_streams += 1
+            return False
+        self.completed_streams += 1
         return True
+
+
+def reader_at_eof(writer: asyncio.StreamWriter) -> bool:
+    """True once the peer has closed its side (the transport saw EOF)."""
+    proto = writer.transport.get_protocol()
+    reader = getattr(proto, "_stream_reader", None)
+    return bool(reader is not None and reader.at_eof())
 
 
 async def serve(host: str, port: int, stub: Stub) -> None:
@@ -151,7 +184,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--mode", default="ok", choices=["ok", "die", "hang", "garbage", "error500", "slow"])
+    ap.add_argument("--mode", default="ok", choices=["ok", "die", "hang", "garbage", "error500", "slow", "trickle"])
     ap.add_argument("--tokens", type=int, default=8)
     ap.add_argument("--delay", type=float, default=1.0)
     args = ap.parse_args()

@@ -1,4 +1,4 @@
-"""`junto chat`: one question, or an interactive session, against a pool.
+"""`junto chat`: one question, or an interactive session, against a pool — a thin client of ``Junto``.
 
 The first call brings the pool's local servers up (and pulls the embedded model if needed) and
 leaves them running for the next call; ``--no-keep`` stops what this call started.
@@ -17,105 +17,151 @@ from junto.cli.pool import PoolOpt, bring_up
 from junto.errors import ConfigError
 
 
-async def _stream_answer(client, deployment: str, messages: list[dict[str, Any]], params: dict[str, Any],
-                         show: bool) -> tuple[str, Any]:
-    from junto.pool.types import StreamDelta
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are JSON when they parse as JSON, else strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param {item!r} is not key=value", hint="e.g. --param temperature=0.7")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
 
-    parts: list[str] = []
-    end = None
-    async for ev in client.stream(deployment, messages, **params):
-        if isinstance(ev, StreamDelta):
-            parts.append(ev.text)
+
+def footer(result) -> str:
+    usage = result.usage
+    tokens = usage.completion_tokens
+    rate = tokens / result.latency_s if result.latency_s > 0 else 0.0
+    ttft = f", first token {result.ttft_s * 1000:.0f} ms" if result.ttft_s is not None else ""
+    approx = "~" if usage.estimated else ""
+    cost = f" · ${result.cost_usd:.6f}" if result.cost_usd else ""
+    who = result.deployment if len(result.deployments) <= 1 else ", ".join(result.deployments)
+    strat = "" if result.strategy == "direct" else f" · {result.strategy}, {result.samples} samples"
+    return (f"── {who}{strat} · {approx}{tokens} tokens ({usage.prompt_tokens} in) · "
+            f"{result.latency_s:.2f} s{ttft} · {rate:.1f} tok/s{cost}")
+
+
+def render_event(data: dict[str, Any]) -> str | None:
+    """One line for a strategy progress event (model call, sample, tally, decision)."""
+    kind = data.get("type", "")
+    if kind == "tally":
+        votes = data.get("votes") or {}
+        top = sorted(votes.items(), key=lambda kv: -kv[1])[:5]
+        shown = "  ".join(f"{k!s:.24}: {v:g}" for k, v in top)
+        return f"tally after {data.get('samples', '?')} samples · {shown}"
+    if kind == "sample":
+        return f"sample {data.get('index', '?')} from {data.get('deployment', '?')}: {data.get('answer')!r}"
+    if kind == "model_call":
+        return f"calling {data.get('deployment', '?')} for {data.get('n', 1)} sample(s)"
+    if kind == "decision":
+        return f"decision: {data.get('answer')!r} ({data.get('reason', '')})"
+    return None
+
+
+async def answer_once(junto, messages, strategy, params, show: bool):
+    from junto.facade import ResultEvent, StrategyEvent, TokenEvent
+
+    result = None
+    streamed = False
+    async for ev in junto.astream(messages, strategy=strategy, **params):
+        if isinstance(ev, TokenEvent):
+            streamed = True
             if show:
                 console.out(ev.text, end="", highlight=False)
-        else:
-            end = ev
+        elif isinstance(ev, StrategyEvent) and show:
+            line = render_event(ev.data)
+            if line:
+                err_console.print(f"[dim]{line}[/]", highlight=False)
+        elif isinstance(ev, ResultEvent):
+            result = ev.result
     if show:
+        if not streamed:
+            console.out(result.answer if result.votes is None else result.text, end="", highlight=False)
         console.out("")
-    return "".join(parts), end
-
-
-def _footer(end) -> str:
-    tokens = end.usage.completion_tokens
-    rate = tokens / end.latency_s if end.latency_s > 0 else 0.0
-    ttft = f", first token {end.ttft_s * 1000:.0f} ms" if end.ttft_s is not None else ""
-    approx = "~" if end.usage.estimated else ""
-    cost = f" · ${end.cost_usd:.6f}" if end.cost_usd else ""
-    return (f"── {end.deployment} · {approx}{tokens} tokens ({end.usage.prompt_tokens} in) · "
-            f"{end.latency_s:.2f} s{ttft} · {rate:.1f} tok/s{cost}")
-
-
-def _as_json(question: str, answer: str, end) -> dict[str, Any]:
-    return {
-        "question": question,
-        "answer": answer,
-        "deployment": end.deployment,
-        "model": end.model,
-        "finish_reason": end.finish_reason,
-        "usage": {"prompt_tokens": end.usage.prompt_tokens, "completion_tokens": end.usage.completion_tokens,
-                  "total_tokens": end.usage.total_tokens, "estimated": end.usage.estimated},
-        "cost_usd": end.cost_usd,
-        "latency_s": round(end.latency_s, 4),
-        "ttft_s": round(end.ttft_s, 4) if end.ttft_s is not None else None,
-    }
+        if result.votes:
+            err_console.print(f"[bold]answer:[/] {result.answer}  [dim]votes: "
+                              + ", ".join(f"{k}: {v:g}" for k, v in sorted(result.votes.items(), key=lambda kv: -kv[1]))
+                              + "[/]", highlight=False)
+    return result
 
 
 def chat(
     question: Annotated[Optional[str], typer.Argument(help="ask once and exit; omit for an interactive session")] = None,
     pool: PoolOpt = None,
-    deployment: Annotated[Optional[str], typer.Option("--deployment", "-d", help="answer with this deployment")] = None,
+    deployment: Annotated[Optional[str], typer.Option("--deployment", "-d", help="answer with this deployment (no routing)")] = None,
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="direct, sc, modelswitch, ...")] = "direct",
+    samples: Annotated[Optional[int], typer.Option(min=1, help="samples for voting strategies")] = None,
+    param: Annotated[list[str], typer.Option("--param", help="strategy parameter key=value (repeatable)")] = [],  # noqa: B006
     system: Annotated[Optional[str], typer.Option(help="system prompt")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="most tokens to generate")] = 256,
-    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.2,
+    temperature: Annotated[Optional[float], typer.Option(min=0.0, max=2.0, help="sampling temperature")] = None,
     seed: Annotated[Optional[int], typer.Option(help="sampling seed")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of streaming text")] = False,
     keep: Annotated[bool, typer.Option("--keep/--no-keep", help="leave the pool's servers running afterwards")] = True,
 ) -> None:
     """Chat with a pool: `junto chat "question"` answers once; `junto chat` opens a session."""
-    handle_errors(_chat)(question, pool, deployment, system, max_tokens, temperature, seed, as_json, keep)
+    handle_errors(_chat)(question, pool, deployment, strategy, samples, param, system, max_tokens, temperature, seed,
+                         as_json, keep)
 
 
-def _chat(question, pool_ref, deployment, system, max_tokens, temperature, seed, as_json, keep) -> None:
-    from junto.pool.config import load_pool
-    from junto.pool.launcher import Launcher
+def _chat(question, pool_ref, deployment, strategy, samples, param, system, max_tokens, temperature, seed, as_json,
+          keep) -> None:
+    from junto.facade import Junto
 
-    pool = load_pool(pool_ref)
-    dep = pool.deployment(deployment) if deployment else pool.default_deployment
+    junto = Junto.from_config(pool_ref, keep=keep)
+    if deployment:
+        junto.pool.deployment(deployment)
     if question is None and as_json:
         raise ConfigError("--json needs a question", hint='junto chat --json "your question"')
-    launcher = Launcher(pool)
-    _endpoints, started = bring_up(launcher, quiet=as_json)
-    params = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+    params: dict[str, Any] = {"max_tokens": max_tokens, **parse_params(param)}
+    if temperature is not None:
+        params["temperature"] = temperature
+    elif strategy == "direct":
+        params["temperature"] = 0.2
+    if seed is not None:
+        params["seed"] = seed
+    if samples is not None:
+        params["samples"] = samples
+    if strategy != "direct":
+        from junto.reasoning import validate_params
+
+        validate_params(strategy, {k: v for k, v in params.items()})
+    if deployment:
+        params["deployment"] = deployment
+    bring_up(junto.up, junto.pool.name, quiet=as_json)
     try:
         if question is not None:
-            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-            answer, end = asyncio.run(_once(pool, launcher, dep.name, messages, params, show=not as_json))
+            result = asyncio.run(_once(junto, question, system, strategy, params, show=not as_json))
             if as_json:
-                typer.echo(json.dumps(_as_json(question, answer, end)))
+                typer.echo(json.dumps({"question": question, **result.to_dict()}))
             else:
-                err_console.print(f"[dim]{_footer(end)}[/]", highlight=False)
+                err_console.print(f"[dim]{footer(result)}[/]", highlight=False)
         else:
-            asyncio.run(_session(pool, launcher, dep.name, system, params))
+            asyncio.run(_session(junto, system, strategy, params))
     finally:
-        if not keep and started:
-            launcher.down(started)
+        if not keep:
+            junto.stop_started()
 
 
-async def _once(pool, launcher, deployment, messages, params, show):
-    from junto.pool.client import PoolClient
+async def _once(junto, question, system, strategy, params, show):
+    from junto.facade import as_messages
 
-    async with PoolClient(pool, launcher.endpoints()) as client:
-        return await _stream_answer(client, deployment, messages, params, show)
+    junto.keep = True  # the CLI stops servers itself once the event loop is gone
+    async with junto:
+        return await answer_once(junto, as_messages(question, system), strategy, params, show)
 
 
-async def _session(pool, launcher, deployment, system, params) -> None:
-    from junto.pool.client import PoolClient
-
+async def _session(junto, system, strategy, params) -> None:
     history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    err_console.print(f"[dim]chatting with {deployment} (pool {pool.name}); /exit or Ctrl-D to leave, "
-                      f"Ctrl-C stops an answer[/]")
+    target = params.get("deployment") or junto.pool.default_deployment.name
+    err_console.print(f"[dim]chatting with pool {junto.pool.name} ({target}, strategy {strategy}); "
+                      f"/exit or Ctrl-D to leave, Ctrl-C stops an answer[/]")
     loop = asyncio.get_running_loop()
-    async with PoolClient(pool, launcher.endpoints()) as client:
+    junto.keep = True
+    async with junto:
         while True:
             try:
                 line = await loop.run_in_executor(None, _prompt)
@@ -128,16 +174,16 @@ async def _session(pool, launcher, deployment, system, params) -> None:
             if text in ("/exit", "/quit"):
                 return
             history.append({"role": "user", "content": text})
-            task = asyncio.ensure_future(_stream_answer(client, deployment, history, params, show=True))
+            task = asyncio.ensure_future(answer_once(junto, list(history), strategy, params, show=True))
             try:
-                answer, end = await task
+                result = await task
             except (KeyboardInterrupt, asyncio.CancelledError):
                 task.cancel()
                 history.pop()
                 err_console.print("\n[dim]answer stopped[/]")
                 continue
-            history.append({"role": "assistant", "content": answer})
-            err_console.print(f"[dim]{_footer(end)}[/]", highlight=False)
+            history.append({"role": "assistant", "content": result.text})
+            err_console.print(f"[dim]{footer(result)}[/]", highlight=False)
 
 
 def _prompt() -> str:

@@ -30,6 +30,7 @@ def _register_optional() -> None:
         ("junto.cli.route", "route_app", "route"),
         ("junto.cli.eval", "eval_app", None),
         ("junto.cli.serve", "serve_app", None),
+        ("junto.cli.vllm", "vllm_app", "vllm"),
     ):
         try:
             mod = importlib.import_module(module)

@@ -1,4 +1,4 @@
-"""`junto pool up | down | status` and `junto models pull | list`."""
+"""`junto pool up | down | status` and `junto models pull | list | convert`."""
 
 from __future__ import annotations
 
@@ -24,17 +24,17 @@ def _launcher(pool_ref: str | None):
     return Launcher(load_pool(pool_ref))
 
 
-def bring_up(launcher, quiet: bool = False) -> tuple[dict[str, str], list[str]]:
-    """Start the pool's servers behind a spinner that shows each step."""
+def bring_up(up, pool_name: str, quiet: bool = False):
+    """Call ``up(progress)`` (a Launcher's or Junto's) behind a spinner that shows each step."""
     if quiet:
-        return launcher.up()
-    with err_console.status(f"starting pool {launcher.pool.name!r}…") as status:
+        return up(None)
+    with err_console.status(f"starting pool {pool_name!r}…") as status:
         def progress(msg: str) -> None:
             status.update(msg)
             if "ready at" in msg or "downloading" in msg:
                 err_console.print(f"[dim]{msg}[/]")
 
-        return launcher.up(progress=progress)
+        return up(progress)
 
 
 @pool_app.command("up")
@@ -42,7 +42,7 @@ def bring_up(launcher, quiet: bool = False) -> tuple[dict[str, str], list[str]]:
 def up(pool: PoolOpt = None) -> None:
     """Start every local server of the pool (pulls the embedded model on first use)."""
     launcher = _launcher(pool)
-    endpoints, started = bring_up(launcher)
+    endpoints, started = bring_up(lambda progress: launcher.up(progress=progress), launcher.pool.name)
     for name, url in endpoints.items():
         mark = "started" if name in started else "running"
         console.print(f"{name}: {mark} at {url}")
@@ -104,3 +104,24 @@ def list_models() -> None:
         table.add_row(key, e.requirement, e.license, f"{e.size / 1e6:.0f} MB",
                       "yes" if models.is_cached(key) else "no", str(models.model_path(key)))
     console.print(table)
+
+
+@models_app.command("convert")
+@handle_errors
+def convert(
+    key: Annotated[str, typer.Argument(help="embedded model key")] = "smollm2-135m-instruct",
+    dtype: Annotated[str, typer.Option(help="weights dtype: float32 (lossless from Q4_1), bfloat16, float16")] = "float32",
+    python: Annotated[Optional[str], typer.Option(help="python with transformers+gguf [default: the vLLM venv]")] = None,
+    force: Annotated[bool, typer.Option(help="convert again even if a verified copy exists")] = False,
+) -> None:
+    """Convert the embedded GGUF to a safetensors model directory for vLLM (`model: embedded-hf:KEY`)."""
+    from junto.pool import convert as conv
+
+    with err_console.status(f"converting {key}…") as st:
+        def progress(msg: str) -> None:
+            st.update(msg)
+            err_console.print(f"[dim]{msg}[/]")
+
+        path = conv.convert(key, dtype=dtype, python=python, force=force, progress=progress)
+    info = conv.conversion_info(key) or {}
+    console.print(f"{key}: {path} ({info.get('dtype')}, perplexity check {info.get('perplexity')})")

@@ -26,6 +26,7 @@ import re
 import secrets
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,9 @@ class Embedder:
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
 
+    def warm(self) -> None:
+        """Load the model now, so the first query's latency is the query's alone."""
+
 
 class SentenceTransformerEmbedder(Embedder):
     """Any sentence-transformers model on disk; default the packaged all-MiniLM-L6-v2."""
@@ -123,6 +127,9 @@ class SentenceTransformerEmbedder(Embedder):
                                           hint="pass a local model folder (junto never downloads models "
                                                "for routing), or use the default 'minilm'") from None
         return self._model
+
+    def warm(self) -> None:
+        self._load()
 
     @property
     def dim(self) -> int:
@@ -302,7 +309,7 @@ class EmbeddingCache:
                     keys, vecs = z["keys"], z["vecs"]
             except FileNotFoundError:
                 continue  # merged away since listing
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
                 log.warning("skipping unreadable embedding cache shard %s: %s", path, exc)
                 self._seen.add(path.name)
                 continue

@@ -52,13 +52,26 @@ class VllmLaunch(_Strict):
     python: str | None = Field(None, description="the vLLM virtualenv's python; default $JUNTO_VLLM_PYTHON")
     dtype: str = "auto"
     max_model_len: int | None = Field(None, ge=16)
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1,
+                                                 description="fraction of each of its GPUs' memory (vLLM default 0.9)")
     device: int | None = Field(None, ge=0, description="GPU index, for layout validation and CUDA_VISIBLE_DEVICES")
+    devices: list[int] | None = Field(None, min_length=1, description="GPU indices, for tensor/data parallelism")
     tensor_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1, description="engine replicas behind this one server (vLLM DP)")
+    max_num_seqs: int | None = Field(None, ge=1, description="sequences batched at once (vLLM default 256 on GPU)")
     enable_prefix_caching: bool = True
+    cpu_kvcache_space_gib: int | None = Field(None, ge=1, description="CPU build: KV cache GiB (VLLM_CPU_KVCACHE_SPACE)")
+    cpu_threads_bind: str | None = Field(None, description="CPU build: 'auto', 'nobind' or core ids (VLLM_CPU_OMP_THREADS_BIND)")
+    cpu_reserved_cores: int | None = Field(None, ge=0, description="CPU build: cores kept free of OpenMP threads")
     startup_timeout_s: float = Field(900.0, gt=0)
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+
+    def device_list(self) -> list[int]:
+        """The GPU indices this server is pinned to (empty: not pinned, vLLM takes the first ones visible)."""
+        if self.devices is not None:
+            return list(self.devices)
+        return [self.device] if self.device is not None else []
 
 
 LAUNCH_MODELS: dict[str, type[_Strict]] = {"llamacpp": LlamaCppLaunch, "vllm": VllmLaunch}
@@ -147,6 +160,16 @@ class Pool(_Strict):
             seen.add(dep.name)
         if self.default is not None and self.default not in seen:
             raise ValueError(f"default {self.default!r} is not a deployment of this pool (have: {', '.join(sorted(seen))})")
+        return self
+
+    @model_validator(mode="after")
+    def _layout(self) -> Pool:
+        # impossible placements (over-committed GPUs, clashing ports or served names) fail at load, not at start
+        from junto.pool.layout import layout_problems
+
+        problems = layout_problems(self.deployments)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def deployment(self, name: str) -> Deployment:

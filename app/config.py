@@ -1,0 +1,133 @@
+"""junto's top-level configuration: which pool, which router, strategy defaults, gateway settings.
+
+``Junto.from_config(path)`` and ``junto serve --config FILE`` take either this file or a bare pool
+file (a YAML with ``deployments``), which is then wrapped with defaults. Everything is validated
+by pydantic and every problem becomes a ConfigError naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from junto.errors import ConfigError
+from junto.pool.config import Pool, find_pool_file, format_validation_error, load_pool, parse_pool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApiKey(_Strict):
+    """One gateway API key. Store ``sha256`` (hex of the key) rather than the key itself."""
+
+    name: str = Field(min_length=1)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    key_env: str | None = Field(None, description="environment variable holding the plain key")
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiKey:
+        if bool(self.sha256) == bool(self.key_env):
+            raise ValueError("give exactly one of 'sha256' (hex digest of the key) or 'key_env'")
+        return self
+
+    def digest(self) -> str | None:
+        if self.sha256:
+            return self.sha256
+        value = os.environ.get(self.key_env or "")
+        return hashlib.sha256(value.encode()).hexdigest() if value else None
+
+
+class Cooldown(_Strict):
+    """A deployment that fails ``failures`` times in a row is skipped for ``seconds``, then probed back."""
+
+    failures: int = Field(3, ge=1)
+    seconds: float = Field(30.0, gt=0)
+
+
+class GatewaySettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    #: plain keys, comma-separated, in this environment variable (hashed at start-up)
+    api_keys_env: str | None = "JUNTO_API_KEYS"
+    default_requests_per_minute: int | None = Field(None, ge=1)
+    default_tokens_per_minute: int | None = Field(None, ge=1)
+    allow_unauthenticated_public: bool = Field(False, description="listen beyond loopback with no API key")
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_tokens_limit: int | None = Field(None, ge=1, description="clamp each request's max_tokens to this")
+    max_samples_limit: int | None = Field(None, ge=1, description="budget of samples per request for strategies")
+    request_timeout_s: float = Field(300.0, gt=0)
+    cors_origins: list[str] = Field(default_factory=list)
+    cooldown: Cooldown = Field(default_factory=Cooldown)
+    graceful_shutdown_s: float = Field(30.0, ge=0)
+
+
+class JuntoConfig(_Strict):
+    pool: str | Pool = Field("embedded", description="pool file path or built-in name, or an inline pool")
+    router: str | None = Field(None, description="router artifact directory; overrides the pool's")
+    strategy: str = "direct"
+    strategies: dict[str, dict[str, Any]] = Field(default_factory=dict, description="default parameters per strategy")
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    source: Path | None = Field(None, exclude=True)
+
+    @field_validator("strategies")
+    @classmethod
+    def _dicts(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name, params in v.items():
+            if not isinstance(params, dict):
+                raise ValueError(f"parameters of strategy {name!r} must be a mapping")
+        return v
+
+    def load_pool(self) -> Pool:
+        if isinstance(self.pool, Pool):
+            return self.pool
+        ref = self.pool
+        if self.source is not None and not Path(ref).is_absolute() and (self.source.parent / ref).exists():
+            ref = str(self.source.parent / ref)
+        return load_pool(ref)
+
+    def router_path(self, pool: Pool) -> Path | None:
+        if self.router:
+            p = Path(self.router).expanduser()
+            return p if p.is_absolute() or self.source is None else self.source.parent / p
+        return pool.resolve_path(pool.router) if pool.router else None
+
+
+def load_config(ref: str | os.PathLike[str] | None = None) -> JuntoConfig:
+    """A junto config file, or a pool file / built-in pool name wrapped in default settings."""
+    if ref is None:
+        return JuntoConfig()
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        # a built-in pool name, or a missing file (find_pool_file says which)
+        find_pool_file(ref)
+        return JuntoConfig(pool=str(ref))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}",
+                          hint="fix the YAML syntax (indentation, colons, quotes)") from None
+    if isinstance(data, dict) and "deployments" in data:
+        cfg = JuntoConfig(pool=parse_pool(data, str(path), path.resolve()))
+        cfg.source = path.resolve()
+        return cfg
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a junto config must be a YAML mapping (pool, router, strategy, gateway)",
+                          hint="see configs/junto.yaml for an example")
+    try:
+        cfg = JuntoConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(str(path), err),
+                          hint="fix the field(s) named above; see configs/junto.yaml for an example") from None
+    cfg.source = path.resolve()
+    return cfg

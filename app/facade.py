@@ -1,0 +1,373 @@
+"""The ``Junto`` facade: the one object the CLI, the SDK and the HTTP gateway all call.
+
+A request is routed (the pool's router if it has one, else the pool's order), then answered by a
+strategy. ``direct`` is served on the hot path without a graph: it streams from the best-ranked
+deployment and falls back to the next one on connection errors, timeouts and 5xx, but only before
+the first token (after that, a silent switch would splice two answers). Other strategies run as
+LangGraph graphs from ``junto.reasoning``'s registry, picked up by name.
+
+Async all the way down; the sync methods (``ask``, ``chat``) run the async ones on a private
+event-loop thread (an anyio blocking portal) so that pooled connections survive between calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from junto.config import JuntoConfig, load_config
+from junto.errors import BackendError, ConfigError, JuntoError
+from junto.health import HealthTracker
+from junto.pool.client import PoolClient
+from junto.pool.config import Pool
+from junto.pool.launcher import Launcher
+from junto.pool.types import StreamDelta, StreamEnd, Usage
+
+Messages = Sequence[Mapping[str, Any]]
+
+
+@dataclass
+class Routing:
+    """Why these deployments: the ranked candidates, the router that ranked them, and its time."""
+
+    ranked: list[str]
+    scores: dict[str, float] = field(default_factory=dict)
+    router: str = "pool-order"
+    routing_ms: float = 0.0
+
+
+@dataclass
+class JuntoResult:
+    answer: str
+    text: str
+    deployment: str
+    deployments: list[str]
+    strategy: str
+    routing: Routing
+    usage: Usage
+    cost_usd: float
+    latency_s: float
+    ttft_s: float | None
+    trace_id: str
+    votes: dict[str, float] | None = None
+    samples: int = 1
+    finish_reason: str | None = None
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer, "text": self.text, "deployment": self.deployment,
+            "deployments": self.deployments, "strategy": self.strategy,
+            "routing": {"ranked": self.routing.ranked, "scores": self.routing.scores, "router": self.routing.router,
+                        "routing_ms": round(self.routing.routing_ms, 4)},
+            "usage": {"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens,
+                      "total_tokens": self.usage.total_tokens, "estimated": self.usage.estimated},
+            "cost_usd": self.cost_usd, "latency_s": round(self.latency_s, 4),
+            "ttft_s": None if self.ttft_s is None else round(self.ttft_s, 4), "trace_id": self.trace_id,
+            "votes": self.votes, "samples": self.samples, "finish_reason": self.finish_reason,
+            "fallbacks": self.fallbacks,
+        }
+
+
+@dataclass
+class RoutedEvent:
+    routing: Routing
+    trace_id: str
+
+
+@dataclass
+class TokenEvent:
+    text: str
+    deployment: str
+
+
+@dataclass
+class StrategyEvent:
+    """A progress event from a strategy graph (model call, sample, tally, decision, ...)."""
+
+    data: dict[str, Any]
+
+
+@dataclass
+class ResultEvent:
+    result: JuntoResult
+
+
+Event = RoutedEvent | TokenEvent | StrategyEvent | ResultEvent
+
+
+def as_messages(prompt: str | Messages, system: str | None = None) -> list[dict[str, Any]]:
+    if isinstance(prompt, str):
+        msgs: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
+    else:
+        msgs = [dict(m) for m in prompt]
+    if system and not any(m.get("role") == "system" for m in msgs):
+        msgs.insert(0, {"role": "system", "content": system})
+    if not msgs:
+        raise ConfigError("no messages to answer", hint="pass a question or a non-empty list of chat messages")
+    return msgs
+
+
+def last_user_text(messages: Messages) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, list):  # OpenAI content parts
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+class Junto:
+    """Route, reason and answer over one pool. Use as a (async) context manager to close cleanly."""
+
+    def __init__(self, pool: Pool, *, config: JuntoConfig | None = None, router: Any = None,
+                 state_root: Path | None = None, auto_start: bool = True, keep: bool = True):
+        self.pool = pool
+        self.config = config or JuntoConfig(pool=pool)
+        self.launcher = Launcher(pool, state_root)
+        self.auto_start = auto_start
+        self.keep = keep
+        self.health = HealthTracker(self.config.gateway.cooldown.failures, self.config.gateway.cooldown.seconds)
+        self._router = router
+        self._router_loaded = router is not None
+        self._client: PoolClient | None = None
+        self._started: list[str] = []
+        self._up = False
+        self._portal_cm = None
+        self._portal = None
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, path: str | Path | None = None, **kwargs: Any) -> Junto:
+        """From a junto config file, a pool file, or a built-in pool name (default ``embedded``)."""
+        cfg = load_config(path)
+        return cls(cfg.load_pool(), config=cfg, **kwargs)
+
+    @property
+    def router(self) -> Any:
+        if not self._router_loaded:
+            self._router_loaded = True
+            path = self.config.router_path(self.pool)
+            if path is not None:
+                try:
+                    from junto.routers import load_router
+                except ImportError:
+                    raise ConfigError("this pool names a router but junto's routers are not installed",
+                                      hint="pip install 'junto[routers]'") from None
+                self._router = load_router(path)
+                names = {d.name for d in self.pool.deployments}
+                if not names & set(self._router.models):
+                    raise ConfigError(
+                        f"router {path} ranks models {sorted(self._router.models)}, none of which is a deployment of "
+                        f"pool {self.pool.name!r} ({sorted(names)})",
+                        hint="fit the router on records keyed by this pool's deployment names (junto route calibrate)")
+        return self._router
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def up(self, progress: Any = None) -> dict[str, str]:
+        """Start the pool's local servers (sync; idempotent). Returns the endpoints."""
+        endpoints, started = self.launcher.up(progress=progress)
+        self._started += [s for s in started if s not in self._started]
+        self._up = True
+        if self._client is not None:
+            self._client.endpoints.update(endpoints)
+        return endpoints
+
+    async def aup(self, progress: Any = None) -> dict[str, str]:
+        return await asyncio.to_thread(self.up, progress)
+
+    async def _client_ready(self) -> PoolClient:
+        if not self._up:
+            if self.auto_start:
+                await self.aup()
+            else:
+                self._up = True
+        if self._client is None:
+            self._client = PoolClient(self.pool, self.launcher.endpoints())
+        return self._client
+
+    def stop_started(self) -> list[str]:
+        """Stop the servers this object started (sync); servers that were already running stay."""
+        stopped = self.launcher.down(list(self._started)) if self._started else []
+        self._started.clear()
+        self._up = False
+        return stopped
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        if not self.keep and self._started:
+            await asyncio.to_thread(self.stop_started)
+
+    def close(self) -> None:
+        if self._portal is not None:
+            self._portal.call(self.aclose)
+            self._portal_cm.__exit__(None, None, None)
+            self._portal = self._portal_cm = None
+        elif self._client is not None or (not self.keep and self._started):
+            asyncio.run(self.aclose())
+
+    async def __aenter__(self) -> Junto:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Junto:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- routing -----------------------------------------------------------------------------
+    def route(self, messages: str | Messages, deployment: str | None = None) -> Routing:
+        """Rank the pool's deployments for this request (best first)."""
+        names = [d.name for d in self.pool.deployments]
+        if deployment is not None:
+            self.pool.deployment(deployment)  # raises a ConfigError naming the choices
+            return Routing([deployment], router="explicit")
+        router = self.router
+        if router is None:
+            default = self.pool.default_deployment.name
+            return Routing([default] + [n for n in names if n != default])
+        query = last_user_text(as_messages(messages))
+        t0 = time.perf_counter()
+        decision = router.route(query, candidates=names)
+        ms = (time.perf_counter() - t0) * 1000
+        ranked = [m for m, _ in decision.ranked]
+        ranked += [n for n in names if n not in ranked]
+        return Routing(ranked, {m: float(s) for m, s in decision.ranked}, getattr(router, "name", "router"), ms)
+
+    # -- answering ---------------------------------------------------------------------------
+    async def astream(self, prompt: str | Messages, *, strategy: str | None = None, deployment: str | None = None,
+                      system: str | None = None, trace_id: str | None = None, stream_tokens: bool = True,
+                      **params: Any) -> AsyncIterator[Event]:
+        """Route and answer, yielding events: RoutedEvent, then TokenEvent/StrategyEvent, then ResultEvent.
+
+        ``stream_tokens=False`` answers ``direct`` requests with one non-streamed call (exact usage
+        from servers that report none in streams, e.g. llama.cpp) and yields no TokenEvent.
+        """
+        messages = as_messages(prompt, system)
+        strategy = strategy or self.config.strategy
+        trace_id = trace_id or uuid.uuid4().hex
+        t0 = time.perf_counter()
+        routing = self.route(messages, deployment)
+        client = await self._client_ready()
+        yield RoutedEvent(routing, trace_id)
+        if strategy == "direct":
+            async for ev in self._direct(client, messages, routing, trace_id, t0, params, stream_tokens):
+                yield ev
+            return
+        async for ev in self._graph(client, strategy, messages, routing, trace_id, t0, params):
+            yield ev
+
+    async def achat(self, prompt: str | Messages, **kwargs: Any) -> JuntoResult:
+        """Route and answer; the whole result at once."""
+        result = None
+        async for ev in self.astream(prompt, stream_tokens=False, **kwargs):
+            if isinstance(ev, ResultEvent):
+                result = ev.result
+        assert result is not None
+        return result
+
+    def _sync(self, fn, *args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise JuntoError("Junto.chat()/ask() was called inside a running event loop",
+                             hint="use `await junto.achat(...)` (or `astream`) from async code")
+        if self._portal is None:
+            from anyio.from_thread import start_blocking_portal
+
+            self._portal_cm = start_blocking_portal()
+            self._portal = self._portal_cm.__enter__()
+        return self._portal.call(lambda: fn(*args, **kwargs))
+
+    def chat(self, prompt: str | Messages, **kwargs: Any) -> JuntoResult:
+        """Synchronous :meth:`achat`."""
+        return self._sync(self.achat, prompt, **kwargs)
+
+    def ask(self, question: str, **kwargs: Any) -> str:
+        """The answer text only."""
+        return self.chat(question, **kwargs).answer
+
+    # -- strategies --------------------------------------------------------------------------
+    async def _direct(self, client: PoolClient, messages: list[dict[str, Any]], routing: Routing, trace_id: str,
+                      t0: float, params: dict[str, Any], stream_tokens: bool = True) -> AsyncIterator[Event]:
+        candidates = [n for n in routing.ranked if self.health.available(n)] or routing.ranked[:1]
+        fallbacks: list[dict[str, str]] = []
+        last_error: BackendError | None = None
+        first_token: float | None = None
+
+        def result(name: str, text: str, usage: Usage, cost: float, finish: str | None) -> ResultEvent:
+            return ResultEvent(JuntoResult(
+                answer=text, text=text, deployment=name, deployments=[name], strategy="direct", routing=routing,
+                usage=usage, cost_usd=cost, latency_s=time.perf_counter() - t0, ttft_s=first_token,
+                trace_id=trace_id, finish_reason=finish, fallbacks=fallbacks))
+
+        for name in candidates:
+            parts: list[str] = []
+            try:
+                if not stream_tokens:
+                    r = await client.chat(name, messages, **params)
+                    self.health.success(name)
+                    yield result(name, r.text, r.usage, r.cost_usd, r.choices[0].finish_reason)
+                    return
+                async for ev in client.stream(name, messages, **params):
+                    if isinstance(ev, StreamDelta):
+                        if first_token is None:
+                            first_token = time.perf_counter() - t0
+                        parts.append(ev.text)
+                        yield TokenEvent(ev.text, name)
+                    elif isinstance(ev, StreamEnd):
+                        self.health.success(name)
+                        yield result(name, "".join(parts), ev.usage, ev.cost_usd, ev.finish_reason)
+                        return
+            except BackendError as exc:
+                self.health.failure(name)
+                if parts or not exc.retryable:
+                    raise
+                fallbacks.append({"deployment": name, "error": exc.message})
+                last_error = exc
+        assert last_error is not None
+        if len(candidates) > 1:
+            raise BackendError(f"every deployment failed ({', '.join(candidates)}); last: {last_error.message}",
+                               hint=last_error.hint, deployment=last_error.deployment, retryable=True,
+                               status_code=last_error.status_code)
+        raise last_error
+
+    async def _graph(self, client: PoolClient, strategy: str, messages: list[dict[str, Any]], routing: Routing,
+                     trace_id: str, t0: float, params: dict[str, Any]) -> AsyncIterator[Event]:
+        try:
+            from junto.reasoning import RunContext, stream_strategy
+        except ImportError:
+            raise ConfigError(f"strategy {strategy!r} needs junto's reasoning layer, which is not available") from None
+        merged = {**self.config.strategies.get(strategy, {}), **params}
+        budgets = {k: merged.pop(k) for k in ("max_samples", "deadline_s") if k in merged}
+        ctx = RunContext(client=client, pool=self.pool,
+                         candidates=[n for n in routing.ranked if self.health.available(n)] or routing.ranked,
+                         max_samples=budgets.get("max_samples"), max_tokens=merged.get("max_tokens"),
+                         deadline_s=budgets.get("deadline_s"), router=self.router)
+        async for ev in stream_strategy(strategy, ctx, messages, merged):
+            if ev.get("type") == "token":
+                yield TokenEvent(ev.get("text", ""), ev.get("deployment", ""))
+            elif ev.get("type") == "result":
+                r = ev["result"]
+                yield ResultEvent(JuntoResult(
+                    answer=r.answer, text=r.text, deployment=(r.deployments or [""])[0], deployments=r.deployments,
+                    strategy=r.strategy, routing=routing, usage=r.usage, cost_usd=r.cost_usd,
+                    latency_s=time.perf_counter() - t0, ttft_s=None, trace_id=trace_id, votes=r.votes,
+                    samples=r.samples, extra={**r.extra, "samples_saved": r.samples_saved}))
+                return
+            else:
+                yield StrategyEvent(ev)

@@ -1,0 +1,428 @@
+"""FastAPI application: OpenAI-compatible chat completions in front of ``Junto``.
+
+``model`` picks the behaviour: ``junto-auto`` routes and answers directly (fallback across the
+ranked deployments before the first token), ``junto-<strategy>`` runs a registered strategy,
+and a deployment's own name answers with that deployment, unrouted. Routing headers
+(``x-junto-deployment``, ``x-junto-strategy``, ``x-junto-routing-ms``, ``x-junto-request-id``) are
+sent before the first byte; a stream therefore starts once the first token is known.
+Every error is OpenAI-shaped JSON; no stack trace ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from junto.config import GatewaySettings
+from junto.errors import BackendError, ConfigError, JuntoError
+from junto.facade import Junto, ResultEvent, RoutedEvent, StrategyEvent, TokenEvent
+from junto.gateway.limits import KeyInfo, KeyStore, RateLimiter
+from junto.gateway.metrics import Metrics
+from junto.gateway.schemas import ChatCompletionRequest
+
+log = logging.getLogger("junto.gateway")
+
+AUTO_MODEL = "junto-auto"
+PREFIX = "junto-"
+
+
+def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_response(status: int, message: str, type_: str, code: str | None = None, param: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, type_, code, param), status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: refuse bodies over ``limit`` bytes with 413, before they are buffered."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                return await self._reject(send)
+        seen = 0
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge(self.limit)
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._reject(send)
+
+    async def _reject(self, send: Any) -> None:
+        body = json.dumps(error_body(f"request body larger than {self.limit} bytes", "invalid_request_error",
+                                     "request_too_large")).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(StarletteHTTPException):
+    """Raised from ``receive``; FastAPI re-raises HTTP exceptions met while reading a body."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body larger than {limit} bytes")
+
+
+def build_keys(settings: GatewaySettings) -> KeyStore:
+    import hashlib
+    import os
+
+    keys = []
+    for k in settings.api_keys:
+        digest = k.digest()
+        if digest:
+            keys.append(KeyInfo(k.name, digest, k.requests_per_minute or settings.default_requests_per_minute,
+                                k.tokens_per_minute or settings.default_tokens_per_minute))
+    raw = os.environ.get(settings.api_keys_env or "", "") if settings.api_keys_env else ""
+    for i, key in enumerate(x.strip() for x in raw.split(",") if x.strip()):
+        keys.append(KeyInfo(f"env-{i}", hashlib.sha256(key.encode()).hexdigest(),
+                            settings.default_requests_per_minute, settings.default_tokens_per_minute))
+    return KeyStore(keys)
+
+
+def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strategies: list[str] | None = None) -> FastAPI:
+    settings = settings or junto.config.gateway
+    keys = build_keys(settings)
+    limiter = RateLimiter()
+    metrics = Metrics()
+    if strategies is None:
+        try:
+            from junto.reasoning import strategy_names
+
+            strategies = strategy_names()
+        except ImportError:
+            strategies = ["direct"]
+    deployments = {d.name for d in junto.pool.deployments}
+    virtual = {AUTO_MODEL: "direct", **{f"{PREFIX}{s}": s for s in strategies if s != "direct"}}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await junto.aup()
+        app.state.probe = httpx.AsyncClient(timeout=2.0)
+        yield
+        await app.state.probe.aclose()
+        await junto.aclose()
+
+    app = FastAPI(title="junto gateway", version="0.1.0", lifespan=lifespan,
+                  description="Routed OpenAI-compatible chat completions over a pool of small models.")
+    app.state.metrics = metrics
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"],
+                           expose_headers=["x-junto-deployment", "x-junto-strategy", "x-junto-routing-ms",
+                                           "x-junto-request-id", "x-junto-cost"])
+
+    # -- errors: OpenAI-shaped, never a stack trace ------------------------------------------
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.errors.labels("invalid_request").inc()
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        if first.get("type") == "json_invalid":
+            return error_response(400, "request body is not valid JSON", "invalid_request_error", "invalid_json")
+        msg = f"{loc}: {first.get('msg')}" if loc else str(first.get("msg", "invalid request"))
+        return error_response(422, msg, "invalid_request_error", "invalid_value", loc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code)
+        return error_response(exc.status_code, str(exc.detail), "invalid_request_error" if exc.status_code < 500
+                              else "server_error", code)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        rid = uuid.uuid4().hex
+        log.exception("unhandled error (request %s)", rid)
+        metrics.errors.labels("internal").inc()
+        return error_response(500, f"internal error (request id {rid}); see the gateway log", "server_error")
+
+    # -- auth and limits ---------------------------------------------------------------------
+    def authenticate(request: Request) -> tuple[KeyInfo | None, JSONResponse | None]:
+        if not keys.enabled:
+            return None, None
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        info = keys.lookup(token.strip() if scheme.lower() == "bearer" else None)
+        if info is None:
+            metrics.errors.labels("auth").inc()
+            return None, error_response(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                                        "authentication_error", "invalid_api_key")
+        return info, None
+
+    def admit(request: Request, info: KeyInfo | None) -> JSONResponse | None:
+        who = info.name if info else (request.client.host if request.client else "anonymous")
+        rpm = info.requests_per_minute if info else settings.default_requests_per_minute
+        tpm = info.tokens_per_minute if info else settings.default_tokens_per_minute
+        wait = limiter.check(who, rpm, tpm)
+        if wait:
+            metrics.errors.labels("rate_limit").inc()
+            return error_response(429, f"rate limit reached for {who!r}; retry after {wait} s", "rate_limit_error",
+                                  "rate_limit_exceeded", headers={"Retry-After": str(wait)})
+        return None
+
+    def charge(request: Request, info: KeyInfo | None, tokens: int) -> None:
+        who = info.name if info else (request.client.host if request.client else "anonymous")
+        limiter.charge_tokens(who, info.tokens_per_minute if info else settings.default_tokens_per_minute, tokens)
+
+    # -- routes ------------------------------------------------------------------------------
+    @app.get("/healthz", include_in_schema=True)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        endpoints = {**junto.launcher.endpoints()}
+        states: dict[str, str] = {}
+
+        async def check(name: str, url: str) -> None:
+            try:
+                r = await app.state.probe.get(f"{url}/models")
+                states[name] = "ready" if r.status_code == 200 else f"http {r.status_code}"
+            except httpx.HTTPError as exc:
+                states[name] = f"unreachable ({exc.__class__.__name__})"
+
+        await asyncio.gather(*(check(n, u) for n, u in endpoints.items()))
+        for d in junto.pool.deployments:
+            states.setdefault(d.name, "no endpoint" if d.backend != "litellm" else "external")
+            if junto.health.state(d.name) != "ok":
+                states[d.name] += f", {junto.health.state(d.name)}"
+        ok = any(v.startswith(("ready", "external")) for v in states.values())
+        return JSONResponse({"status": "ready" if ok else "unavailable", "deployments": states},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        _, denied = authenticate(request)
+        if denied:
+            return denied
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> JSONResponse:
+        _, denied = authenticate(request)
+        if denied:
+            return denied
+        now = int(time.time())
+        data = [{"id": m, "object": "model", "created": now, "owned_by": "junto", "junto": {"strategy": s}}
+                for m, s in virtual.items()]
+        data += [{"id": d.name, "object": "model", "created": now, "owned_by": "junto",
+                  "junto": {"deployment": d.name, "backend": d.backend, "tags": d.tags}} for d in junto.pool.deployments]
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+        info, denied = authenticate(request)
+        if denied:
+            return denied
+        limited = admit(request, info)
+        if limited:
+            return limited
+        if body.model in virtual:
+            strategy, deployment = virtual[body.model], None
+        elif body.model in deployments:
+            strategy, deployment = "direct", body.model
+        else:
+            metrics.errors.labels("model_not_found").inc()
+            return error_response(404, f"model {body.model!r} does not exist; GET /v1/models lists "
+                                       f"{AUTO_MODEL}, the strategies and the deployments",
+                                  "invalid_request_error", "model_not_found", "model")
+        params = body.sampling()
+        if settings.max_tokens_limit:
+            params["max_tokens"] = min(params.get("max_tokens", settings.max_tokens_limit), settings.max_tokens_limit)
+        extra = body.junto or {}
+        if strategy == "direct" and extra:
+            return error_response(400, "'junto' parameters apply to strategies (model junto-<strategy>), "
+                                       "not to direct answers", "invalid_request_error", "invalid_value", "junto")
+        if strategy != "direct":
+            try:
+                from junto.reasoning import validate_params
+
+                validate_params(strategy, {**junto.config.strategies.get(strategy, {}), **params, **extra})
+            except ConfigError as exc:
+                return error_response(400, exc.message, "invalid_request_error", "invalid_value", "junto")
+            params = {**params, **extra}
+            if settings.max_samples_limit:
+                params["max_samples"] = min(int(params.get("max_samples") or settings.max_samples_limit),
+                                            settings.max_samples_limit)
+        messages = [m.plain() for m in body.messages]
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        t0 = time.perf_counter()
+        events = junto.astream(messages, strategy=strategy, deployment=deployment, trace_id=request_id,
+                               stream_tokens=body.stream, **params)
+        try:
+            first, routed = await asyncio.wait_for(_first_answer_event(events), settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            await events.aclose()
+            metrics.errors.labels("timeout").inc()
+            metrics.requests.labels(body.model, strategy, "504").inc()
+            return error_response(504, f"no answer within {settings.request_timeout_s:.0f} s", "timeout_error",
+                                  "upstream_timeout")
+        except JuntoError as exc:
+            await events.aclose()
+            return _backend_error(exc, body.model, strategy)
+        headers = {"x-junto-strategy": strategy, "x-junto-request-id": request_id,
+                   "x-junto-routing-ms": f"{routed.routing.routing_ms:.3f}" if routed else "0"}
+        if isinstance(first, TokenEvent):
+            headers["x-junto-deployment"] = first.deployment
+        elif isinstance(first, ResultEvent):
+            headers["x-junto-deployment"] = first.result.deployment
+        created = int(time.time())
+        cid = f"chatcmpl-{request_id[:24]}"
+        if not body.stream:
+            result = first.result if isinstance(first, ResultEvent) else None
+            try:
+                while result is None:
+                    ev = await events.__anext__()
+                    if isinstance(ev, ResultEvent):
+                        result = ev.result
+            except JuntoError as exc:
+                return _backend_error(exc, body.model, strategy)
+            finally:
+                await events.aclose()
+            _observe(result, body.model, strategy, t0, None)
+            charge(request, info, result.usage.total_tokens)
+            headers["x-junto-cost"] = f"{result.cost_usd:.8f}"
+            return JSONResponse(_completion(cid, created, body.model, result), headers=headers)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _sse(events, first, cid, created, body.model, strategy, include_usage, t0, request, info),
+            media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
+
+    def openapi_with_models() -> dict[str, Any]:
+        # the schema names the models this gateway serves, so clients and fuzzers know the valid values
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            props = schema["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+            props["model"]["enum"] = sorted(virtual) + sorted(deployments)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi_with_models  # type: ignore[method-assign]
+
+    async def _first_answer_event(events: AsyncIterator[Any]) -> tuple[Any, RoutedEvent | None]:
+        routed = None
+        async for ev in events:
+            if isinstance(ev, RoutedEvent):
+                routed = ev
+            elif isinstance(ev, (TokenEvent, ResultEvent)):
+                return ev, routed
+        raise BackendError("the strategy ended without an answer")
+
+    def _backend_error(exc: JuntoError, model: str, strategy: str) -> JSONResponse:
+        if isinstance(exc, ConfigError):
+            metrics.requests.labels(model, strategy, "400").inc()
+            return error_response(400, exc.message, "invalid_request_error", "invalid_value")
+        if isinstance(exc, BackendError) and exc.status_code is not None and 400 <= exc.status_code < 500 \
+                and exc.status_code != 429:
+            # the deployment rejected the request itself: the client's to fix, not an outage
+            metrics.requests.labels(model, strategy, "400").inc()
+            return error_response(400, f"the deployment rejected the request: {exc.message}",
+                                  "invalid_request_error", "upstream_rejected")
+        metrics.errors.labels("backend").inc()
+        metrics.requests.labels(model, strategy, "503").inc()
+        return error_response(503, exc.message, "service_unavailable", "backend_unavailable")
+
+    def _observe(result: Any, model: str, strategy: str, t0: float, ttft: float | None) -> None:
+        metrics.requests.labels(model, strategy, "200").inc()
+        metrics.latency.labels(strategy).observe(time.perf_counter() - t0)
+        if ttft is not None:
+            metrics.ttft.labels(strategy).observe(ttft)
+        for name in result.deployments or [result.deployment]:
+            metrics.routed.labels(name).inc()
+        for fb in result.fallbacks:
+            metrics.fallbacks.labels(fb["deployment"]).inc()
+        metrics.tokens.labels("prompt").inc(result.usage.prompt_tokens)
+        metrics.tokens.labels("completion").inc(result.usage.completion_tokens)
+        metrics.cost.inc(result.cost_usd)
+
+    async def _sse(events: AsyncIterator[Any], first: Any, cid: str, created: int, model: str, strategy: str,
+                   include_usage: bool, t0: float, request: Request, info: KeyInfo | None) -> AsyncIterator[bytes]:
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+        ttft = time.perf_counter() - t0
+        result = None
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            if isinstance(first, TokenEvent):
+                yield chunk({"content": first.text})
+                async for ev in events:
+                    if isinstance(ev, TokenEvent):
+                        yield chunk({"content": ev.text})
+                    elif isinstance(ev, ResultEvent):
+                        result = ev.result
+            else:
+                result = first.result
+                yield chunk({"content": result.text if result.votes is not None else result.answer})
+            yield chunk({}, result.finish_reason or "stop", junto=_junto_field(result))
+            if include_usage:
+                u = result.usage
+                yield (b"data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
+                                               "model": model, "choices": [],
+                                               "usage": {"prompt_tokens": u.prompt_tokens,
+                                                         "completion_tokens": u.completion_tokens,
+                                                         "total_tokens": u.total_tokens}}).encode() + b"\n\n")
+            yield b"data: [DONE]\n\n"
+            _observe(result, model, strategy, t0, ttft)
+            charge(request, info, result.usage.total_tokens)
+        except JuntoError as exc:
+            # headers are gone: report in-band, the way OpenAI streams report errors
+            metrics.errors.labels("backend_midstream").inc()
+            metrics.requests.labels(model, strategy, "error").inc()
+            yield b"data: " + json.dumps(error_body(exc.message, "server_error", "backend_failed")).encode() + b"\n\n"
+        finally:
+            await events.aclose()  # a client that went away cancels the upstream request here
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def _junto_field(result: Any) -> dict[str, Any]:
+    return {"deployment": result.deployment, "deployments": result.deployments, "strategy": result.strategy,
+            "votes": result.votes, "samples": result.samples, "trace_id": result.trace_id,
+            "routing": {"ranked": result.routing.ranked, "router": result.routing.router},
+            "cost_usd": result.cost_usd, "fallbacks": result.fallbacks}
+
+
+def _completion(cid: str, created: int, model: str, result: Any) -> dict[str, Any]:
+    u = result.usage
+    return {
+        "id": cid, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant",
+                                             "content": result.text if result.votes is not None else result.answer},
+                     "finish_reason": result.finish_reason or "stop"}],
+        "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                  "total_tokens": u.total_tokens},
+        "junto": _junto_field(result),
+    }

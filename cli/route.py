@@ -1,0 +1,235 @@
+"""`junto route fit | eval | explain | calibrate`: build, judge and inspect routers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from junto.cli.common import console, err_console, handle_errors
+from junto.errors import ConfigError
+
+route_app = typer.Typer(help="Fit, evaluate and explain routers; calibrate a pool on a labelled dataset.",
+                        no_args_is_help=True)
+
+METHOD_HELP = "avengers | avengers-pro | knn | mlp | svm"
+
+
+def _quiet_libraries() -> None:
+    # model loading chatter (weights reports, tqdm bars) would drown the CLI's own output
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=err_console, transient=False)
+
+
+def _embed_progress(progress: Progress, label: str):
+    task = progress.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return update
+
+
+@route_app.command("fit")
+@handle_errors
+def fit(
+    records: Annotated[Path, typer.Option("--records", help="JSON list or JSONL of {question, scores}")],
+    method: Annotated[str, typer.Option("--method", help=METHOD_HELP)],
+    out: Annotated[Path, typer.Option("--out", help="router artifact directory to write")],
+    costs: Annotated[Optional[Path], typer.Option("--costs", help="JSON {model: cost per query}; default equal")] = None,
+    embedder: Annotated[str, typer.Option(help="minilm | static | st:<model folder> | m2v:<folder>")] = "minilm",
+    clusters: Annotated[Optional[int], typer.Option("--clusters", "-k", help="K-means clusters (avengers*)")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="nearest clusters that vote (avengers*)")] = None,
+    beta: Annotated[Optional[float], typer.Option("--beta", help="softmax sharpness (avengers*)")] = None,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="performance weight (avengers-pro, knn/mlp/svm)")] = None,
+    cost_weight: Annotated[Optional[float], typer.Option("--cost-weight", help="β of the FusionFactory reward")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="performance | balance | cost (knn/mlp/svm)")] = None,
+    neighbors: Annotated[Optional[int], typer.Option(help="neighbours (knn)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
+) -> None:
+    """Fit a router on routing records and write a versioned artifact directory (atomically)."""
+    _quiet_libraries()
+    from junto.routers.base import load_costs, load_records, router_class
+    from junto.routers.fit import fit_router
+
+    cls = router_class(method)
+    recs = load_records(records)
+    cost_map = load_costs(costs, recs.models)
+    opts = {k: v for k, v in {"n_clusters": clusters, "top_k": top_k, "beta": beta, "alpha": alpha,
+                              "preset": preset, "n_neighbors": neighbors, "seed": seed}.items() if v is not None}
+    fusion = method in ("knn", "mlp", "svm")
+    names = {"n_clusters": "--clusters", "top_k": "--top-k", "beta": "--beta", "alpha": "--alpha",
+             "preset": "--preset", "n_neighbors": "--neighbors", "seed": "--seed"}
+    # --beta is the Avengers softmax sharpness; FusionFactory's cost weight β is --cost-weight
+    bad = [names[k] for k in opts if k not in cls.Config.model_fields or (fusion and k == "beta")]
+    if cost_weight is not None:
+        if fusion:
+            opts["beta"] = cost_weight
+        else:
+            bad.append("--cost-weight")
+    if bad:
+        raise ConfigError(f"method {method!r} takes no {', '.join(bad)}",
+                          hint="avengers/avengers-pro: --clusters --top-k --beta --seed (avengers-pro also --alpha); "
+                               "knn/mlp/svm: --preset --alpha --cost-weight --seed (knn also --neighbors)")
+    with _progress() as progress:
+        upd = _embed_progress(progress, f"embedding {len(recs)} questions")
+        router = fit_router(recs, method, costs=cost_map, embedder=embedder, options=opts, progress=upd,
+                            status=lambda m: err_console.print(f"[dim]{m}[/]"))
+    path = router.save(out)
+    summary = {"out": str(path), "method": method, "models": router.models, "records": len(recs),
+               "data_hash": router.meta["data"]["hash"], "best_single": router.best_single,
+               "embedder": router.embedder_spec, "config": router.meta["config"]}
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        console.print(f"wrote {method} router for {len(router.models)} models, fit on {len(recs)} records → {path}")
+        console.print(f"best single model on these records: {router.best_single}")
+
+
+@route_app.command("eval")
+@handle_errors
+def evaluate(
+    router: Annotated[Path, typer.Option("--router", help="router artifact directory")],
+    records: Annotated[Path, typer.Option("--records", help="held-out records (JSON list or JSONL)")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Score the router's choices on records it never saw, beside random, best single and oracle."""
+    _quiet_libraries()
+    from junto.routers.base import load_records, load_router
+    from junto.routers.fit import evaluate_router
+
+    r = load_router(router)
+    recs = load_records(records)
+    with _progress() as progress:
+        upd = _embed_progress(progress, f"embedding {len(recs)} questions")
+        res = evaluate_router(r, recs, progress=upd)
+    if as_json:
+        keys = ("accuracy", "avg_cost", "random", "best_single", "oracle", "gap_closed", "n")
+        typer.echo(json.dumps({k: res[k] for k in keys}))
+        return
+    table = Table(title=f"{r.meta['method']} router on {res['n']} records")
+    for col in ("", "accuracy", "avg cost"):
+        table.add_column(col, justify="right" if col else "left")
+    table.add_row("router", f"{res['accuracy']:.4f}", f"{res['avg_cost']:.3f}")
+    table.add_row("random", f"{res['random']:.4f}", f"{res['random_cost']:.3f}")
+    table.add_row(f"best single ({res['best_single_model']})", f"{res['best_single']:.4f}", f"{res['best_single_cost']:.3f}")
+    table.add_row("oracle", f"{res['oracle']:.4f}", f"{res['oracle_cost']:.3f}")
+    console.print(table)
+    gap = res["gap_closed"]
+    console.print(f"gap closed: {'n/a (the oracle is no better than the best single model)' if gap is None else f'{gap:.3f}'}")
+    console.print("choices: " + ", ".join(f"{m} {c}" for m, c in sorted(res["choices"].items(), key=lambda x: -x[1])))
+
+
+@route_app.command("explain")
+@handle_errors
+def explain(
+    query: Annotated[str, typer.Argument(help="the query to route")],
+    router: Annotated[Path, typer.Option("--router", help="router artifact directory")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Show how the router decides on one query: nearest clusters, per-model scores, the choice."""
+    _quiet_libraries()
+    from junto.routers.base import load_router
+
+    r = load_router(router)
+    d = r.route(query)
+    if as_json:
+        typer.echo(json.dumps({"chosen": d.chosen, "ranked": d.ranked, "latency_ms": d.latency_ms,
+                               "details": d.details, "method": r.meta["method"]}))
+        return
+    console.print(f"[bold]{r.meta['method']}[/] router · embedder {r.embedder_spec} · {d.latency_ms:.2f} ms")
+    clusters = d.details.get("clusters")
+    if clusters:
+        t = Table(title="nearest clusters")
+        for col in ("cluster", "cosine distance", "weight", "best models there"):
+            t.add_column(col)
+        for c in clusters:
+            prof = r.cluster_profile(c["cluster"])
+            top = ", ".join(f"{m} {v:.2f}" for m, v in sorted(prof.items(), key=lambda x: -x[1])[:3])
+            t.add_row(str(c["cluster"]), f"{c['distance']:.4f}", f"{c['weight']:.3f}", top)
+        console.print(t)
+    elif d.details:
+        console.print(", ".join(f"{k}: {v}" for k, v in d.details.items()))
+    t = Table(title="model scores")
+    t.add_column("model")
+    t.add_column("score", justify="right")
+    t.add_column("cost", justify="right")
+    for m, s in d.ranked:
+        t.add_row(m, f"{s:.4f}", f"{r.costs[m]:g}")
+    console.print(t)
+    console.print(f"chosen: [bold green]{d.chosen}[/]")
+
+
+@route_app.command("calibrate")
+@handle_errors
+def calibrate(
+    dataset: Annotated[Path, typer.Option("--dataset", help="JSONL of {question, answer, metric[, choices]}")],
+    pool: Annotated[Optional[str], typer.Option("--pool", "-p", help="pool YAML or built-in name [default: embedded]")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="records file to write [default: <dataset>.records.jsonl]")] = None,
+    deployments: Annotated[Optional[str], typer.Option(help="comma-separated deployments [default: all]")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="most tokens per answer")] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N items")] = None,
+    keep: Annotated[bool, typer.Option("--keep/--no-keep", help="leave the pool's servers running afterwards")] = True,
+) -> None:
+    """Run each deployment over a labelled dataset, grade the answers, write routing records (resumable)."""
+    from junto.pool.config import load_pool
+    from junto.pool.launcher import Launcher
+    from junto.routers.calibrate import load_dataset, progress_path
+
+    items = load_dataset(dataset)
+    if limit:
+        items = items[:limit]
+    p = load_pool(pool)
+    names = [d.name for d in p.deployments]
+    if deployments:
+        names = [n.strip() for n in deployments.split(",") if n.strip()]
+        for n in names:
+            p.deployment(n)  # raises a ConfigError naming the choices
+    out = out or dataset.with_name(dataset.stem + ".records.jsonl")
+    launcher = Launcher(p)
+    with err_console.status(f"starting pool {p.name!r}…") as spinner:
+        _endpoints, started = launcher.up(progress=lambda msg: spinner.update(msg))
+    try:
+        summary = asyncio.run(_calibrate(p, launcher, names, items, out, max_tokens, temperature))
+    finally:
+        if not keep and started:
+            launcher.down(started)
+    if summary["resumed"]:
+        err_console.print(f"[dim]resumed: {summary['resumed']} graded answer(s) reused from {progress_path(out)}[/]")
+    t = Table(title=f"calibration on {summary['records']} items")
+    t.add_column("deployment")
+    t.add_column("mean score", justify="right")
+    for d, s in summary["mean_score"].items():
+        t.add_row(d, f"{s:.3f}")
+    console.print(t)
+    console.print(f"wrote {summary['records']} records → {summary['out']} "
+                  f"({summary['graded_now']} answers graded now, {summary['resumed']} reused)")
+
+
+async def _calibrate(pool, launcher, names, items, out, max_tokens, temperature):
+    from junto.pool.client import PoolClient
+    from junto.routers.calibrate import calibrate as run
+
+    with _progress() as progress:
+        task = progress.add_task("calibrating", total=len(items) * len(names))
+
+        def on_result(item, dep, score, resumed):
+            progress.advance(task)
+
+        async with PoolClient(pool, launcher.endpoints()) as client:
+            return await run(client, names, items, Path(out), max_tokens=max_tokens, temperature=temperature,
+                             on_result=on_result)

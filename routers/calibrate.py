@@ -1,0 +1,170 @@
+"""Calibration: run every deployment of a pool over a labelled dataset and write routing records.
+
+The dataset is JSONL, one item per line::
+
+    {"id": "q1", "question": "...", "answer": "B" | ["Paris", "paris, france"], "metric": "mc",
+     "choices": ["...", "..."]}          # choices only for metric "mc"
+
+``metric`` is one of :data:`junto.routers.grading.METRICS`. The output is the shared routing
+format, one JSON object per line: ``{"question": ..., "scores": {deployment: score}}``.
+
+Resumable: every graded (item, deployment) pair is appended to ``<out>.progress.jsonl`` and
+fsynced before the next one starts, so an interrupted run loses at most the answers in flight and a
+rerun skips every pair already graded. A torn last line (killed mid-write) is ignored. The records
+file itself is written atomically once all pairs are graded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from junto.errors import ConfigError
+from junto.paths import atomic_write_text
+from junto.routers.grading import METRICS, grade
+
+
+@dataclass
+class Item:
+    id: str
+    question: str
+    answer: str | list[str]
+    metric: str
+    choices: list[str] | None = None
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(f"{self.id}\x00{self.question}".encode()).hexdigest()[:24]
+
+
+def parse_dataset(lines: list[str], source: str = "<dataset>") -> list[Item]:
+    items: list[Item] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source}: line {n} is not JSON ({exc.msg})", hint="one JSON object per line") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: line {n} is not a JSON object")
+        q, a, metric = d.get("question"), d.get("answer"), d.get("metric")
+        if not isinstance(q, str) or not q.strip():
+            raise ConfigError(f"{source}: line {n} has no 'question'", hint="each item needs question, answer, metric")
+        if not (isinstance(a, str) or (isinstance(a, list) and a and all(isinstance(x, str) for x in a))):
+            raise ConfigError(f"{source}: line {n} has no 'answer' (a string or a list of strings)",
+                              hint="each item needs question, answer, metric")
+        if metric not in METRICS:
+            raise ConfigError(f"{source}: line {n}: metric {metric!r} is not one of {', '.join(METRICS)}",
+                              hint="mc (letter), numeric, math, exact or f1")
+        choices = d.get("choices")
+        if metric == "mc" and not (isinstance(choices, list) and len(choices) >= 2):
+            raise ConfigError(f"{source}: line {n}: metric 'mc' needs 'choices' (a list of at least 2 options)")
+        items.append(Item(str(d.get("id", n)), q, a, metric, choices if isinstance(choices, list) else None))
+    if not items:
+        raise ConfigError(f"{source}: no items", hint="one JSON object per line: question, answer, metric")
+    keys = [i.key for i in items]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"{source}: two items share the same id and question", hint="give every item its own id")
+    return items
+
+
+def load_dataset(path: str | os.PathLike[str]) -> list[Item]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"dataset not found: {p}", hint="a JSONL file of {question, answer, metric}")
+    try:
+        return parse_dataset(p.read_text(encoding="utf-8").splitlines(), str(p))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read dataset {p}: {exc}") from None
+
+
+def build_messages(item: Item) -> list[dict[str, str]]:
+    """The prompt for one item: the question, lettered options for mc, and the answer format."""
+    text = item.question.strip()
+    if item.metric == "mc":
+        opts = "\n".join(f"{'ABCDEFGHIJ'[i]}. {c}" for i, c in enumerate(item.choices or []))
+        text += f"\n\n{opts}\n\nReply with the letter of the correct option, as 'Answer: X'."
+    elif item.metric in ("numeric", "math"):
+        text += "\n\nEnd with the final answer on its own line, as 'Answer: <value>'."
+    else:
+        text += "\n\nAnswer in a few words."
+    return [{"role": "user", "content": text}]
+
+
+def score_answer(item: Item, text: str) -> float:
+    return grade(item.metric, text, item.answer, n_choices=len(item.choices or []) or 5)
+
+
+def read_progress(path: Path) -> dict[tuple[str, str], float]:
+    """Graded pairs so far; a torn or foreign line is skipped, not fatal."""
+    done: dict[tuple[str, str], float] = {}
+    if not path.is_file():
+        return done
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                d = json.loads(line)
+                done[(d["item"], d["deployment"])] = float(d["score"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+    return done
+
+
+def _append(fh, entry: dict[str, Any]) -> None:
+    fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def progress_path(out: Path) -> Path:
+    return out.with_name(out.name + ".progress.jsonl")
+
+
+async def calibrate(client, deployments: list[str], items: list[Item], out: Path, *,
+                    max_tokens: int = 256, temperature: float = 0.0, seed: int | None = 0,
+                    on_result: Callable[[Item, str, float, bool], None] | None = None) -> dict[str, Any]:
+    """Grade every (item, deployment) pair not already in the progress file; write the records.
+
+    ``client`` is a :class:`junto.pool.client.PoolClient`. Deployments answer one item concurrently
+    (each behind its own server); items go one after another so progress is saved steadily.
+    Returns a summary: pairs done now, pairs skipped (resumed), per-deployment mean score.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prog = progress_path(out)
+    done = read_progress(prog)
+    skipped = sum(1 for it in items for d in deployments if (it.key, d) in done)
+    if on_result:
+        for it in items:
+            for d in deployments:
+                if (it.key, d) in done:
+                    on_result(it, d, done[(it.key, d)], True)
+    new = 0
+    with open(prog, "a", encoding="utf-8") as fh:
+        for it in items:
+            todo = [d for d in deployments if (it.key, d) not in done]
+            if not todo:
+                continue
+            msgs = build_messages(it)
+            results = await asyncio.gather(*(client.chat(d, msgs, max_tokens=max_tokens, temperature=temperature,
+                                                         seed=seed) for d in todo))
+            for d, res in zip(todo, results):
+                s = score_answer(it, res.text)
+                _append(fh, {"item": it.key, "id": it.id, "deployment": d, "score": s, "answer": res.text[:2000],
+                             "completion_tokens": res.usage.completion_tokens, "latency_s": round(res.latency_s, 3)})
+                done[(it.key, d)] = s
+                new += 1
+                if on_result:
+                    on_result(it, d, s, False)
+    records = [{"question": it.question, "scores": {d: done[(it.key, d)] for d in deployments}} for it in items]
+    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    means = {d: sum(r["scores"][d] for r in records) / len(records) for d in deployments}
+    return {"records": len(records), "graded_now": new, "resumed": skipped, "mean_score": means, "out": str(out),
+            "progress": str(prog)}
