@@ -28,6 +28,6 @@ for name, folder in ROOTS.items():
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"junto.configs": ["pools/*.yaml", "*.yaml"]},
+    package_data={"junto.configs": ["*.yaml", "pools/*.yaml", "datasets/*.jsonl", "costs/*.json"]},
     include_package_data=False,
 )

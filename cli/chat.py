@@ -51,13 +51,18 @@ def render_event(data: dict[str, Any]) -> str | None:
         votes = data.get("votes") or {}
         top = sorted(votes.items(), key=lambda kv: -kv[1])[:5]
         shown = "  ".join(f"{k!s:.24}: {v:g}" for k, v in top)
-        return f"tally after {data.get('samples', '?')} samples · {shown}"
+        who = f"{data['deployment']}: " if data.get("deployment") else ""
+        return f"tally {who}after {data.get('samples', '?')} samples · {shown}"
     if kind == "sample":
         return f"sample {data.get('index', '?')} from {data.get('deployment', '?')}: {data.get('answer')!r}"
     if kind == "model_call":
         return f"calling {data.get('deployment', '?')} for {data.get('n', 1)} sample(s)"
     if kind == "decision":
         return f"decision: {data.get('answer')!r} ({data.get('reason', '')})"
+    if kind == "stop":
+        return f"stopped early after {data.get('samples')} samples ({data.get('reason')}; saved {data.get('samples_saved')})"
+    if kind == "fallback":
+        return f"fallback: {data.get('deployment')} failed ({data.get('error')})"
     return None
 
 

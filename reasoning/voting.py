@@ -55,6 +55,13 @@ class Tally:
         w = self.winner
         return self.votes[w] / total if w is not None and total > 0 else 0.0
 
+    @property
+    def share_of_samples(self) -> float:
+        """The winner's weight over all samples, an invalid sample counting as one dissenting vote."""
+        total = sum(self.votes.values()) + self.invalid
+        w = self.winner
+        return self.votes[w] / total if w is not None and total > 0 else 0.0
+
     def rounded(self, digits: int = 4) -> dict[str, float]:
         return {k: round(self.votes[k], digits) for k in self.ranking}
 
@@ -172,7 +179,8 @@ def switch_vote(keys_by_model: Sequence[Sequence[str | None]], indices_by_model:
                 weights_by_model: Sequence[Sequence[float]] | None = None) -> tuple[Tally, bool]:
     """ModelSwitch's decision over the samples drawn so far: (the tally that decides, model 1 stood?).
 
-    Model 1's top answer stands when it holds ≥ ``threshold`` of model 1's (valid) weight; otherwise
+    Model 1's top answer stands when it holds ≥ ``threshold`` of model 1's samples (an invalid
+    answer counts as dissent); otherwise
     every model's samples are pooled, each model's votes weighted by its consistency when
     ``vote == "entropy"``. Indices default to model j's sample i being numbered after all of model
     j-1's, so ties go to the better-ranked model.
@@ -183,7 +191,8 @@ def switch_vote(keys_by_model: Sequence[Sequence[str | None]], indices_by_model:
             indices_by_model.append(list(range(start, start + len(ks))))
             start += len(ks)
     first = tally(keys_by_model[0], weights_by_model[0] if weights_by_model else None, indices_by_model[0])
-    if first.valid and first.share >= threshold:
+    # a sample without a valid answer counts against model 1's consistency
+    if first.valid and first.share_of_samples >= threshold:
         return first, True
     keys: list[str | None] = []
     weights: list[float] = []

@@ -279,8 +279,9 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         events = junto.astream(messages, strategy=strategy, deployment=deployment, trace_id=request_id,
                                stream_tokens=body.stream, **params)
         try:
-            first, routed = await asyncio.wait_for(_first_answer_event(events), settings.request_timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(settings.request_timeout_s):  # no extra task, unlike wait_for
+                first, routed = await _first_answer_event(events)
+        except TimeoutError:
             await events.aclose()
             metrics.errors.labels("timeout").inc()
             metrics.requests.labels(body.model, strategy, "504").inc()

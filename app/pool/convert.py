@@ -178,6 +178,9 @@ def convert(key: str = "smollm2-135m-instruct", *, dtype: str = "float32", pytho
             result.update(key=key, dtype=dtype, source=str(gguf), source_sha256=entry.sha256,
                           license=entry.license, seconds=round(time.monotonic() - t0, 1), converted_at=time.time())
             (tmp / MARKER).write_text(json.dumps(result, indent=2))
+            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is not
+            for f in tmp.iterdir():
+                os.chmod(f, 0o644)
             old = None
             if target.exists():
                 old = target.with_name(f".{target.name}.old-{os.getpid()}")

@@ -201,8 +201,8 @@ class Launcher:
                         if same_process(rec) and probe(rec.url) is not None:
                             progress(f"{dep.name}: already running at {rec.url}")
                             continue
-                        if rec.managed and same_process(rec):
-                            self._stop_record(rec)  # alive but not answering: restart it
+                        if rec.managed:
+                            self._stop_record(rec)  # alive but not answering, or dead with live workers: restart it
                         self._forget(dep.name)
                     started_entry = self._spawn(dep, progress)
                     if started_entry is None:
@@ -325,26 +325,35 @@ class Launcher:
                 time.sleep(0.1)
 
     def _stop_record(self, rec: ServerRecord) -> None:
-        if not rec.managed or not rec.pid or not same_process(rec):
+        if not rec.managed or not rec.pid:
+            return
+        if not same_process(rec):
+            # the server died but its workers may live on (vLLM's engine core and worker, GBs of
+            # memory): they keep its group id, which Linux never hands out again while the group has members
+            if any(pid_alive(p) for p in group_members(rec.pid)):
+                self._kill_group(rec.pid, rec.pid)
             return
         try:
             pgid = os.getpgid(rec.pid)
         except ProcessLookupError:
             return
         # the server is its own session leader, so its group holds it and every worker it spawned
-        target = pgid if pgid == rec.pid else None
-        self._signal(rec.pid, target, signal.SIGTERM)
+        self._kill_group(rec.pid, pgid if pgid == rec.pid else None)
+
+    def _kill_group(self, pid: int, target: int | None) -> None:
+        """SIGTERM the group (or the pid), wait the grace period, then SIGKILL what is left."""
+        self._signal(pid, target, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace_s
-        while time.monotonic() < deadline and self._group_alive(rec.pid, target):
-            self._reap(rec.pid)
+        while time.monotonic() < deadline and self._group_alive(pid, target):
+            self._reap(pid)
             time.sleep(0.05)
-        if self._group_alive(rec.pid, target):
-            self._signal(rec.pid, target, signal.SIGKILL)
+        if self._group_alive(pid, target):
+            self._signal(pid, target, signal.SIGKILL)
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and self._group_alive(rec.pid, target):
-                self._reap(rec.pid)
+            while time.monotonic() < deadline and self._group_alive(pid, target):
+                self._reap(pid)
                 time.sleep(0.05)
-        self._reap(rec.pid)
+        self._reap(pid)
 
     @staticmethod
     def _signal(pid: int, pgid: int | None, sig: int) -> None:

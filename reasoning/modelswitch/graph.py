@@ -86,10 +86,10 @@ async def check(state: ModelSwitchState) -> dict[str, Any]:
     if any(c["error"] for c in state.get("calls", [])):
         return {"stop": "deadline"}
     first = _model_tally(samples, keys, pos.get(state["models"][0], []), p)
-    if state["dispatched"] < len(state["models"]) and first.valid and first.share >= p.threshold:
+    if state["dispatched"] < len(state["models"]) and first.valid and first.share_of_samples >= p.threshold:
         saved = (len(state["models"]) - state["dispatched"]) * state["per_model"]
         writer({"type": "stop", "strategy": "modelswitch", "reason": "consistent", "samples": len(samples),
-                "samples_saved": saved, "deployment": state["models"][0], "share": round(first.share, 4)})
+                "samples_saved": saved, "deployment": state["models"][0], "share": round(first.share_of_samples, 4)})
         return {"stop": "consistent"}
     return {}
 
@@ -115,7 +115,7 @@ async def decide(state: ModelSwitchState) -> dict[str, Any]:
     t, stood = switch_vote([[keys[i] for i in pos[m]] for m in models],
                            [[samples[i]["index"] for i in pos[m]] for m in models], p.threshold, p.vote, lp)
     if stood:
-        rule = f"{models[0]} holds {first.share:.0%} of its votes (≥ {p.threshold:.0%}): its answer stands"
+        rule = f"{models[0]} holds {first.share_of_samples:.0%} of its samples (≥ {p.threshold:.0%}): its answer stands"
     else:
         rule = f"pooled {p.vote} vote over {len(models)} model(s)"
     winner = t.winner

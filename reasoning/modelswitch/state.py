@@ -16,7 +16,7 @@ class ModelSwitchParams(VotingParams):
     samples: int = Field(5, ge=1, le=256, description="samples per model (k)")
     models: int = Field(2, ge=1, le=8, description="how many of the ranked candidates take part")
     threshold: float = Field(0.8, gt=0.0, le=1.0,
-                             description="model 1's answer stands when it holds at least this share of its votes")
+                             description="model 1's answer stands when it holds at least this share of its samples")
     mode: Literal["parallel", "sequential"] = Field(
         "parallel", description="parallel: all models sample at once; sequential: the next model only when needed")
     vote: Literal["plain", "entropy"] = Field(

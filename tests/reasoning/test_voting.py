@@ -151,3 +151,10 @@ class TestModelSwitch:
         assert r.answer == "3" and r.samples == 10 and r.reason == "pooled vote"
         r = replay_modelswitch([["7", "7", "7", "7", "3"], ["3"] * 5], 5, mode="parallel", threshold=0.8)
         assert r.answer == "7" and r.samples == 10 and r.reason == "model 1 stands"
+
+
+def test_invalid_answers_count_against_model_one():
+    t, stood = switch_vote([["7", "7", None], ["3", "3", "3"]], threshold=0.8)
+    assert not stood and t.winner == "3"
+    t, stood = switch_vote([["7", "7", "7", "7", None], ["3", "3", "3"]], threshold=0.8)
+    assert stood and t.winner == "7"
