@@ -152,22 +152,18 @@ class Junto:
 
     @property
     def router(self) -> Any:
+        """The router named by the config (``router:``) or the pool file, loaded on first use; or None."""
         if not self._router_loaded:
             self._router_loaded = True
             path = self.config.router_path(self.pool)
             if path is not None:
                 try:
-                    from junto.routers import load_router
+                    from junto.routers import load_pool_router
                 except ImportError:
                     raise ConfigError("this pool names a router but junto's routers are not installed",
                                       hint="pip install 'junto[routers]'") from None
-                self._router = load_router(path)
-                names = {d.name for d in self.pool.deployments}
-                if not names & set(self._router.models):
-                    raise ConfigError(
-                        f"router {path} ranks models {sorted(self._router.models)}, none of which is a deployment of "
-                        f"pool {self.pool.name!r} ({sorted(names)})",
-                        hint="fit the router on records keyed by this pool's deployment names (junto route calibrate)")
+                # the pool's own check: the router must know at least one of the pool's deployments
+                self._router = load_pool_router(self.pool.model_copy(update={"router": str(path)}))
         return self._router
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -244,7 +240,7 @@ class Junto:
         ms = (time.perf_counter() - t0) * 1000
         ranked = [m for m, _ in decision.ranked]
         ranked += [n for n in names if n not in ranked]
-        return Routing(ranked, {m: float(s) for m, s in decision.ranked}, getattr(router, "name", "router"), ms)
+        return Routing(ranked, {m: float(s) for m, s in decision.ranked}, getattr(router, "method", "router"), ms)
 
     # -- answering ---------------------------------------------------------------------------
     async def astream(self, prompt: str | Messages, *, strategy: str | None = None, deployment: str | None = None,

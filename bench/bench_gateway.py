@@ -139,7 +139,9 @@ def throughput(url: str, model: str, headers: dict, concurrency: int, seconds: f
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--proxy-python", default=str(HERE.parent / ".venv-litellm-proxy" / "bin" / "python"))
-    ap.add_argument("--router", default=None, help="router artifact for junto-auto (deployment names must match)")
+    ap.add_argument("--router", default=None,
+                    help="router artifact for junto-auto; default: fit Avengers (static embedder) on the shared data")
+    ap.add_argument("--no-router", action="store_true", help="junto-auto routes by pool order only")
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "1000")))
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=32)
@@ -147,6 +149,12 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="junto-bench-gw-"))
     procs: list[subprocess.Popen] = []
+    data = Path(os.environ.get("JUNTO_ROUTING_DATA", HERE.parents[1] / "shared" / "data" / "routing"))
+    if args.router is None and not args.no_router and (data / "routing_train.json").exists():
+        args.router = str(tmp / "router")
+        subprocess.run([sys.executable, "-m", "junto.cli", "route", "fit", "--records", str(data / "routing_train.json"),
+                        "--method", "avengers", "--embedder", "static", "--out", args.router], check=True,
+                        capture_output=True)
     with stub_server(tokens=8) as (stub, _):
         # junto: a pool whose deployments all point at the stub; with --router, named as the router's models
         names = ["stub"]

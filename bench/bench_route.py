@@ -218,6 +218,7 @@ def main() -> int:
                "embed_s": embed_times, "table": table, "curves": curves, "single_models_all_data": singles,
                "targets": targets, "plot": str(plot.relative_to(ROOT)) if plot else None}
     print_table(table)
+    results["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
     save("route_cv", results)
     return 0
 

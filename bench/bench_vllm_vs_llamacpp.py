@@ -9,8 +9,9 @@ not compete for the cores, each from its shipped pool: ``embedded`` (llama.cpp, 
   prompts, temperature 0.7, ``max_tokens`` fixed), sent through PoolClient. llama.cpp's server
   serves one request at a time (its pool says max_concurrency 1), so its concurrency only queues;
   vLLM batches the concurrent requests (continuous batching);
-* k = 8 samples of one prompt: one request with n = 8 (vLLM's native path, the prompt prefilled
-  once) against 8 separate requests sent at once; the wall-time ratio is the headline. For
+* k = 8 samples of one prompt, short (~20 tokens) and long (~790 tokens): one request with n = 8
+  (vLLM's native path, the prompt prefilled once) against 8 separate requests sent at once; the
+  wall-time ratio (separate / one) is the headline. For
   llama.cpp, which ignores n, the client's fan-out (8 requests) is timed for reference.
 
 The weights differ in precision (Q4_1 for llama.cpp, bf16 for vLLM), so the token rates compare
@@ -63,8 +64,16 @@ async def throughput(client, dep: str, concurrency: int, n_requests: int, offset
             "mean_latency_s": round(statistics.fmean(r.latency_s for r in rs), 3)}
 
 
-async def k_samples(client, dep: str, native: bool) -> dict:
-    q = [{"role": "user", "content": "Pick a random animal and describe it in one sentence."}]
+SHORT_Q = "Pick a random animal and describe it in one sentence."
+#: a ~790-token prompt: prefill is then a real share of the work, which one n=8 request does once
+LONG_Q = ("Read these notes, then answer the question at the end.\n"
+          + "\n".join(f"Note {i}: the {t} exhibit opens at {8 + i % 10} o'clock and closes {i % 3 + 1} hours later."
+                      for i, t in enumerate(TOPICS))
+          + "\nQuestion: pick one exhibit and say when it opens, in one sentence.")
+
+
+async def k_samples(client, dep: str, native: bool, question: str) -> dict:
+    q = [{"role": "user", "content": question}]
     one_req, separate = [], []
     for rep in range(K_REPEATS):
         if native:
@@ -75,7 +84,7 @@ async def k_samples(client, dep: str, native: bool) -> dict:
         rs = await asyncio.gather(*(client.chat(dep, q, max_tokens=32, temperature=0.8, seed=200 + rep * K + i)
                                     for i in range(K)))
         separate.append((time.perf_counter() - t0, sum(r.usage.completion_tokens for r in rs)))
-    out = {"k": K, "repeats": K_REPEATS,
+    out = {"k": K, "repeats": K_REPEATS, "prompt_tokens": rs[0].usage.prompt_tokens,
            "separate_requests_wall_s": round(statistics.median(w for w, _ in separate), 3),
            "separate_requests_tokens": round(statistics.median(t for _, t in separate))}
     if native:
@@ -104,7 +113,8 @@ async def measure(pool_ref: str, dep_name: str | None, state: Path, native: bool
                 res = await throughput(client, dep.name, c, REQUESTS[c], offset=c)
                 print(f"  {dep.name} concurrency {c}: {res['tokens_per_s']} tok/s", flush=True)
                 levels.append(res)
-            ks = await k_samples(client, dep.name, native)
+            ks = {"short_prompt": await k_samples(client, dep.name, native, SHORT_Q),
+                  "long_prompt": await k_samples(client, dep.name, native, LONG_Q)}
             print(f"  {dep.name} k={K}: {ks}", flush=True)
     finally:
         launcher.down()
@@ -139,7 +149,8 @@ async def main() -> None:
         "vllm_version": version, "max_tokens": MAX_TOKENS,
         "llamacpp": llama, "vllm": vllm,
         "vllm_over_llamacpp_tokens_per_s": ratio,
-        "k8_wall_ratio_separate_over_n": vllm["k_samples"]["wall_ratio_separate_over_n"],
+        "k8_wall_ratio_separate_over_n": {p: vllm["k_samples"][p]["wall_ratio_separate_over_n"]
+                                          for p in ("short_prompt", "long_prompt")},
         "startup_s": {"llamacpp": llama["startup_s"], "vllm": vllm["startup_s"]},
         "total_s": round(time.perf_counter() - t_all, 1),
     })

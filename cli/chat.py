@@ -40,6 +40,8 @@ def footer(result) -> str:
     cost = f" · ${result.cost_usd:.6f}" if result.cost_usd else ""
     who = result.deployment if len(result.deployments) <= 1 else ", ".join(result.deployments)
     strat = "" if result.strategy == "direct" else f" · {result.strategy}, {result.samples} samples"
+    if result.routing.router not in ("pool-order", "explicit"):
+        strat += f" · routed by {result.routing.router} in {result.routing.routing_ms:.1f} ms"
     return (f"── {who}{strat} · {approx}{tokens} tokens ({usage.prompt_tokens} in) · "
             f"{result.latency_s:.2f} s{ttft} · {rate:.1f} tok/s{cost}")
 

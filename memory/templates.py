@@ -150,10 +150,11 @@ class ThoughtTemplateStore:
         """The ``k`` templates whose queries are most similar (cosine) to ``query``."""
         if self._index is None:
             return []
+        from junto.routers.base import faiss_search
         from junto.routers.embeddings import embed
 
         vec = embed([query], self.embedder)
-        sims, ids = self._index.search(vec, min(k, len(self.templates)))
+        sims, ids = faiss_search(self._index, vec, min(k, len(self.templates)))
         return [(self.templates[i], float(s)) for s, i in zip(sims[0], ids[0]) if i >= 0 and s >= min_similarity]
 
     def prompt(self, query: str, k: int = 2, min_similarity: float = 0.0) -> str:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["METHODS", "Records", "Router", "RoutingDecision", "fit_router", "load_records", "load_router"]
+__all__ = ["METHODS", "Records", "Router", "RoutingDecision", "fit_router", "load_pool_router", "load_records",
+           "load_router", "pool_router_candidates"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Router", "RoutingDecision", "Records", "load_router", "load_records", "METHODS"):
+    if name in ("Router", "RoutingDecision", "Records", "load_router", "load_records", "METHODS", "load_pool_router",
+                "pool_router_candidates"):
         from junto.routers import base
 
         return getattr(base, name)

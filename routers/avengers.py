@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from junto.routers.base import Records, Router, RouterConfig
+from junto.routers.base import Records, Router, RouterConfig, faiss_search
 from junto.routers.scoring import balance_table, cluster_means, rank_scores, ranks_desc
 
 
@@ -103,7 +103,7 @@ class AvengersRouter(Router):
 
             raise ConfigError(f"query embedding has {emb.shape[1]} dimensions, the router's clusters "
                               f"{self.centroids.shape[1]}", hint="embed with the router's own embedder")
-        sims, ids = self.index.search(np.ascontiguousarray(emb, dtype=np.float32), self.top_k)
+        sims, ids = faiss_search(self.index, emb, self.top_k)
         dists = 1.0 - sims
         scores, p = rank_scores(dists, ids, self.ranks, self.config.beta, self.config.rank_offset)
         details = [{"clusters": [{"cluster": int(c), "distance": float(d), "weight": float(w)}

@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from junto.routers.base import Records, Router, RouterConfig
+from junto.routers.base import Records, Router, RouterConfig, faiss_search
 from junto.routers.scoring import FUSION_PRESETS, fusion_labels
 
 
@@ -105,7 +105,7 @@ class KNNRouter(_FusionRouter):
 
     def _scores(self, emb: np.ndarray):
         self._check_dim(emb)
-        sims, ids = self.index.search(np.ascontiguousarray(emb, dtype=np.float32), self.k)
+        sims, ids = faiss_search(self.index, emb, self.k)
         scores = self.labels[ids].mean(axis=1)
         details = [{"neighbors": int(self.k), "nearest_similarity": float(sims[i, 0])} for i in range(len(emb))]
         return scores, details

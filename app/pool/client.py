@@ -36,6 +36,10 @@ from junto.pool.types import ChatResult, Choice, StreamDelta, StreamEnd, Usage
 
 Message = Mapping[str, Any]
 
+#: the request never got an answer: refused, or a pooled keep-alive connection found dead (the server
+#: restarted or crashed). Safe to retry on a fresh connection: no answer was produced.
+_CONNECTION_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 #: request fields junto passes through to the server when set
@@ -156,7 +160,7 @@ class PoolClient:
                                           timeout=self._timeout(dep, timeout)) as resp:
                     status, raw = resp.status, await resp.read()
                 break
-            except aiohttp.ClientConnectorError as exc:
+            except _CONNECTION_ERRORS as exc:
                 if attempt >= dep.connect_retries:
                     raise self._connect_error(dep, url, exc) from None
                 await asyncio.sleep(0.1 * 2**attempt * (1 + random.random() * 0.25))
@@ -278,7 +282,7 @@ class PoolClient:
                     resp = await self.http.post(url, json=body, headers=self._headers(dep),
                                                 timeout=self._timeout(dep, timeout))
                     break
-                except aiohttp.ClientConnectorError as exc:
+                except _CONNECTION_ERRORS as exc:
                     if attempt >= dep.connect_retries:
                         raise self._connect_error(dep, url, exc) from None
                     await asyncio.sleep(0.1 * 2**attempt * (1 + random.random() * 0.25))

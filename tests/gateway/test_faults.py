@@ -9,8 +9,7 @@ import time
 import httpx
 import openai
 import pytest
-from conftest import serve, stub_pool
-from helpers import stub_server
+from helpers import serve, stub_pool, stub_server
 
 Q = [{"role": "user", "content": "hi"}]
 

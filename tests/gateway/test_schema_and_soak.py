@@ -10,8 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import serve, stub_pool
-from helpers import stub_server
+from helpers import serve, stub_pool, stub_server
 
 
 def rss_kib(pid: int) -> int:

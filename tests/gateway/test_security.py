@@ -7,8 +7,7 @@ import time
 
 import httpx
 import pytest
-from conftest import serve, stub_pool
-from helpers import free_port, run_cli, stub_server
+from helpers import free_port, run_cli, serve, stub_pool, stub_server
 
 from junto.gateway.limits import KeyInfo, KeyStore, RateLimiter
 

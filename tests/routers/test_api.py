@@ -103,3 +103,22 @@ def test_minilm_router_routes_with_the_packaged_model(split_files, costs_file, t
     assert loaded.embedder_spec == {"kind": "minilm"}
     d = loaded.route(recs.questions[0])
     assert d.chosen in loaded.models
+
+
+def test_pool_router_uses_deployment_names(static_router, tmp_path):
+    from junto.pool.config import parse_pool
+    from junto.routers import load_pool_router, pool_router_candidates
+
+    router = load_router(static_router)
+    deps = [{"name": m, "backend": "openai", "model": m, "url": "http://127.0.0.1:9/v1"} for m in router.models[:3]]
+    pool_file = tmp_path / "pool.yaml"
+    pool = parse_pool({"name": "p", "deployments": deps, "router": str(static_router)}, str(pool_file), pool_file)
+    r = load_pool_router(pool)
+    cands = pool_router_candidates(pool, r)
+    assert cands == router.models[:3]
+    assert r.route("What is 2 + 2?", candidates=cands).chosen in cands
+    other = parse_pool({"name": "q", "deployments": [{"name": "x", "backend": "openai", "model": "x",
+                                                      "url": "http://127.0.0.1:9/v1"}], "router": str(static_router)})
+    with pytest.raises(ConfigError, match="none of which is a deployment"):
+        load_pool_router(other)
+    assert load_pool_router(parse_pool({"name": "n", "deployments": deps})) is None

@@ -46,6 +46,12 @@ def require_vllm() -> None:
     pytest.skip(msg)
 
 
+@pytest.fixture
+def vllm_available() -> None:
+    """Skip (or, under JUNTO_REQUIRE_VLLM=1, fail) when the vLLM environment is missing."""
+    require_vllm()
+
+
 @pytest.fixture(scope="session")
 def vllm_server(state_root):
     """(pool, launcher, endpoints, startup_s) of the session's vLLM server; stopped and checked at the end."""

@@ -1,0 +1,66 @@
+"""A router artifact named in a pool file makes `junto chat`, the SDK and the gateway route."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import run_cli, serve, stub_pool, stub_server
+
+from junto import Junto
+
+DATA = Path(os.environ.get("JUNTO_ROUTING_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "routing"))
+RENAME = {"qwen2.5-7b-instruct": "fast", "llama3-chatqa-1.5-70b": "strong"}
+
+
+@pytest.fixture(scope="module")
+def router_dir(tmp_path_factory) -> Path:
+    """An Avengers router fitted on 600 real records, with two of the data's models renamed as deployments."""
+    if not (DATA / "routing_train.json").exists():
+        pytest.fail(f"shared routing data not found at {DATA} (set JUNTO_ROUTING_DATA)")
+    tmp = tmp_path_factory.mktemp("router")
+    records = json.loads((DATA / "routing_train.json").read_text())[:600]
+    (tmp / "records.json").write_text(json.dumps(
+        [{"question": r["question"], "scores": {new: r["scores"][old] for old, new in RENAME.items()}} for r in records]))
+    proc = run_cli("route", "fit", "--records", str(tmp / "records.json"), "--method", "avengers", "--out",
+                   str(tmp / "router"), "--embedder", "static", "--clusters", "8", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return tmp / "router"
+
+
+def test_sdk_routes_by_router_scores(router_dir, tmp_path):
+    with stub_server() as (url, _):
+        pool = {**stub_pool(("fast", url), ("strong", url), ("unrouted", url)), "router": str(router_dir)}
+        (tmp_path / "pool.yaml").write_text(json.dumps(pool))
+        with Junto.from_config(str(tmp_path / "pool.yaml"), state_root=tmp_path) as j:
+            r = j.chat("What is the integral of x^2 from 0 to 3?")
+            assert r.routing.router == "avengers" and r.routing.routing_ms > 0
+            assert set(r.routing.scores) == {"fast", "strong"}
+            assert r.routing.ranked[:2] == sorted(r.routing.scores, key=lambda m: -r.routing.scores[m])
+            assert r.routing.ranked[-1] == "unrouted", "deployments the router does not know come last"
+            assert r.deployment == r.routing.ranked[0]
+
+
+def test_gateway_routes_and_reports_headers(router_dir, tmp_path):
+    with stub_server() as (url, _):
+        cfg = {"pool": stub_pool(("fast", url), ("strong", url)), "router": str(router_dir)}
+        with serve(cfg, tmp_path) as (gw, _):
+            r = httpx.post(f"{gw}/v1/chat/completions",
+                           json={"model": "junto-auto", "messages": [{"role": "user", "content": "Who wrote Hamlet?"}]})
+            assert r.status_code == 200
+            assert r.headers["x-junto-deployment"] in ("fast", "strong")
+            assert float(r.headers["x-junto-routing-ms"]) > 0
+            assert r.json()["junto"]["routing"]["router"] == "avengers"
+
+
+def test_router_that_knows_no_deployment_is_refused(router_dir, tmp_path):
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(json.dumps({"name": "other", "router": str(router_dir),
+                                "deployments": [{"name": "x", "backend": "openai", "model": "m",
+                                                 "url": "http://127.0.0.1:9/v1"}]}))
+    proc = run_cli("chat", "--pool", str(pool), "hi")
+    assert proc.returncode == 2 and "none of which is a deployment" in proc.stderr
+    assert "Traceback" not in proc.stderr
