@@ -198,7 +198,8 @@ class StaticEmbedder(Embedder):
         self.path = str(ensure_static_model(progress)) if path is None else path
         digest = hashlib.sha256(Path(self.path, "model.safetensors").read_bytes()).hexdigest()[:12] \
             if Path(self.path, "model.safetensors").is_file() else "na"
-        self.id = f"m2v:minilm-pca{STATIC_PCA_DIMS}:{digest}" if path is None else f"m2v:{path}:{digest}"
+        # ":f32": vectors are averaged in float32 (see _mean_of); the suffix keeps older cached vectors apart
+        self.id = (f"m2v:minilm-pca{STATIC_PCA_DIMS}:{digest}" if path is None else f"m2v:{path}:{digest}") + ":f32"
         self.spec = {"kind": "static"} if path is None else {"kind": "model2vec", "model": path}
         try:
             from model2vec import StaticModel
@@ -214,30 +215,43 @@ class StaticEmbedder(Embedder):
     def dim(self) -> int:
         return int(self._model.dim)
 
+    @property
+    def _plain_table(self) -> bool:
+        m = self._model
+        return m.token_mapping is None and m.weights is None
+
+    def _mean_of(self, ids: list[int]) -> np.ndarray:
+        # float32 mean of the token rows (model2vec averages in the table's dtype, often float16)
+        m = self._model
+        if m.unk_token_id is not None:
+            ids = [i for i in ids if i != m.unk_token_id]
+        if not ids:
+            return np.zeros(self.dim, dtype=np.float32)
+        return m.embedding[ids[:_MAX_TOKENS]].astype(np.float32).mean(axis=0)
+
     def encode(self, texts: Sequence[str], batch_size: int = 1024, progress: Progress | None = None) -> np.ndarray:
         texts = list(texts)
         out = []
         for start in range(0, len(texts), batch_size):
-            out.append(self._model.encode(texts[start:start + batch_size], show_progress_bar=False))
+            chunk = texts[start:start + batch_size]
+            if self._plain_table:
+                encodings = self._model.tokenizer.encode_batch_fast(chunk, add_special_tokens=False)
+                out.append(np.stack([self._mean_of(e.ids) for e in encodings]) if chunk else np.zeros((0, self.dim)))
+            else:
+                out.append(self._model.encode(chunk, show_progress_bar=False))
             if progress:
                 progress(min(start + batch_size, len(texts)), len(texts))
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return _normalize(np.concatenate(out))
+        return _normalize(np.concatenate(out).astype(np.float32))
 
     def encode_one(self, text: str) -> np.ndarray:
-        # The routing hot path: one query. model2vec's batch encoder costs ~0.15 ms of bucketing and
-        # copies for a single text; for a plain lookup-table model, tokenize + mean is the same
-        # vector (checked in tests) at a fraction of the cost.
-        m = self._model
-        if m.token_mapping is None and m.weights is None:
-            ids = m.tokenizer.encode(text, add_special_tokens=False).ids
-            if m.unk_token_id is not None:
-                ids = [i for i in ids if i != m.unk_token_id]
-            if ids:
-                vec = m.embedding[ids[:_MAX_TOKENS]].astype(np.float32).mean(axis=0)
-                return vec / (np.linalg.norm(vec) + 1e-12)
-        return _normalize(m.encode([text], show_progress_bar=False))[0]
+        # The routing hot path: one query. model2vec's batch encoder spends ~0.15 ms bucketing and
+        # copying for a single text; tokenize + mean of the rows gives the same vector as encode().
+        if self._plain_table:
+            vec = self._mean_of(self._model.tokenizer.encode(text, add_special_tokens=False).ids)
+            return vec / (np.linalg.norm(vec) + 1e-12) if vec.any() else vec
+        return _normalize(self._model.encode([text], show_progress_bar=False))[0]
 
 
 _EMBEDDERS: dict[str, Embedder] = {}
