@@ -70,12 +70,21 @@ class GatewaySettings(_Strict):
     graceful_shutdown_s: float = Field(30.0, ge=0)
 
 
+class MemorySettings(_Strict):
+    """Thought templates (FusionFactory's thought-level fusion) prepended to matching prompts."""
+
+    templates: str | None = Field(None, description="a thought-template store directory (junto.memory.templates)")
+    template_k: int = Field(2, ge=1, le=16)
+    min_similarity: float = Field(0.5, ge=-1, le=1)
+
+
 class JuntoConfig(_Strict):
     pool: str | Pool = Field("embedded", description="pool file path or built-in name, or an inline pool")
     router: str | None = Field(None, description="router artifact directory; overrides the pool's")
     strategy: str = "direct"
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict, description="default parameters per strategy")
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("strategies")
@@ -93,6 +102,10 @@ class JuntoConfig(_Strict):
         if self.source is not None and not Path(ref).is_absolute() and (self.source.parent / ref).exists():
             ref = str(self.source.parent / ref)
         return load_pool(ref)
+
+    def relative(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() or self.source is None else self.source.parent / p
 
     def router_path(self, pool: Pool) -> Path | None:
         if self.router:

@@ -137,6 +137,7 @@ class Junto:
         self.health = HealthTracker(self.config.gateway.cooldown.failures, self.config.gateway.cooldown.seconds)
         self._router = router
         self._router_loaded = router is not None
+        self._templates: Any = None
         self._client: PoolClient | None = None
         self._started: list[str] = []
         self._up = False
@@ -165,6 +166,38 @@ class Junto:
                 # the pool's own check: the router must know at least one of the pool's deployments
                 self._router = load_pool_router(self.pool.model_copy(update={"router": str(path)}))
         return self._router
+
+    @property
+    def templates(self) -> Any:
+        """The thought-template store named by ``memory.templates``, loaded on first use; or None."""
+        if self._templates is None and self.config.memory.templates:
+            from junto.memory.templates import ThoughtTemplateStore
+
+            path = self.config.relative(self.config.memory.templates)
+            if not path.is_dir():
+                raise ConfigError(f"thought-template store not found: {path}",
+                                  hint="build one (see docs/routers.md) or remove memory.templates from the config")
+            self._templates = ThoughtTemplateStore(path)
+        return self._templates
+
+    def _with_templates(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Prepend the thought templates of similar past queries to the last user message."""
+        store = self.templates
+        if store is None:
+            return messages, []
+        mem = self.config.memory
+        query = last_user_text(messages)
+        hits = store.search(query, mem.template_k, mem.min_similarity)
+        if not hits:
+            return messages, []
+        from junto.memory.templates import prompt_with_templates
+
+        out = list(messages)
+        for i in range(len(out) - 1, -1, -1):
+            if out[i].get("role") == "user":
+                out[i] = {**out[i], "content": prompt_with_templates(query, hits)}
+                break
+        return out, [t.id for t, _ in hits]
 
     # -- lifecycle ---------------------------------------------------------------------------
     def up(self, progress: Any = None) -> dict[str, str]:
@@ -255,14 +288,15 @@ class Junto:
         strategy = strategy or self.config.strategy
         trace_id = trace_id or uuid.uuid4().hex
         t0 = time.perf_counter()
-        routing = self.route(messages, deployment)
+        routing = self.route(messages, deployment)  # on the user's words, before any template is added
+        messages, template_ids = self._with_templates(messages)
         client = await self._client_ready()
         yield RoutedEvent(routing, trace_id)
-        if strategy == "direct":
-            async for ev in self._direct(client, messages, routing, trace_id, t0, params, stream_tokens):
-                yield ev
-            return
-        async for ev in self._graph(client, strategy, messages, routing, trace_id, t0, params):
+        inner = (self._direct(client, messages, routing, trace_id, t0, params, stream_tokens) if strategy == "direct"
+                 else self._graph(client, strategy, messages, routing, trace_id, t0, params))
+        async for ev in inner:
+            if isinstance(ev, ResultEvent) and template_ids:
+                ev.result.extra["templates"] = template_ids
             yield ev
 
     async def achat(self, prompt: str | Messages, **kwargs: Any) -> JuntoResult:
@@ -353,7 +387,7 @@ class Junto:
         ctx = RunContext(client=client, pool=self.pool,
                          candidates=[n for n in routing.ranked if self.health.available(n)] or routing.ranked,
                          max_samples=budgets.get("max_samples"), max_tokens=merged.get("max_tokens"),
-                         deadline_s=budgets.get("deadline_s"), router=self.router)
+                         deadline_s=budgets.get("deadline_s"), router=self.router, memory=self.templates)
         async for ev in stream_strategy(strategy, ctx, messages, merged):
             if ev.get("type") == "token":
                 yield TokenEvent(ev.get("text", ""), ev.get("deployment", ""))

@@ -59,3 +59,21 @@ def test_config_file_and_unknown_deployment(tmp_path, embedded_pool, state_root)
     with pytest.raises(JuntoError) as err:
         Junto.from_config(str(bad))
     assert "gateway.prot" in err.value.message
+
+
+def test_thought_templates_are_prepended(tmp_path):
+    """memory.templates: the template of a similar past query joins the prompt (and the result says which)."""
+    from helpers import stub_pool, stub_server
+
+    from junto.memory.templates import ThoughtTemplateStore
+
+    store = ThoughtTemplateStore(tmp_path / "templates", embedder="static")
+    t = store.add("What is 12 times 11?", "Multiply step by step; give the number only.")
+    store.add("Who painted the Mona Lisa?", "Name the artist in one line.")
+    with stub_server() as (url, _):
+        cfg = tmp_path / "junto.yaml"
+        cfg.write_text(f"pool: {{name: s, deployments: [{{name: s, backend: openai, model: m, url: '{url}'}}]}}\n"
+                       f"memory: {{templates: templates, template_k: 1, min_similarity: 0.5}}\n")
+        with Junto.from_config(str(cfg), state_root=tmp_path) as j:
+            assert j.chat("What is 13 times 11?").extra["templates"] == [t.id]
+            assert "templates" not in j.chat("Describe the weather on Mars in spring.").extra
