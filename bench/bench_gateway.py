@@ -150,7 +150,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="junto-bench-gw-"))
     procs: list[subprocess.Popen] = []
     data = Path(os.environ.get("JUNTO_ROUTING_DATA", HERE.parents[1] / "shared" / "data" / "routing"))
+    router_desc = args.router or "pool order (no router)"
     if args.router is None and not args.no_router and (data / "routing_train.json").exists():
+        router_desc = "avengers, static embedder, fitted on the shared routing data (9 deployments)"
         args.router = str(tmp / "router")
         subprocess.run([sys.executable, "-m", "junto.cli", "route", "fit", "--records", str(data / "routing_train.json"),
                         "--method", "avengers", "--embedder", "static", "--out", args.router], check=True,
@@ -198,7 +200,7 @@ def main() -> None:
             for p in procs:
                 stop(p)
     base = statistics.median(lat["direct"])
-    results: dict = {"stub": "bench/stub_server.py on loopback, 8-token answers", "router": args.router or "pool order",
+    results: dict = {"stub": "bench/stub_server.py on loopback, 8-token answers", "router": router_desc,
                      "latency_concurrency_1_python_client": {}, f"throughput_concurrency_{args.concurrency}": thr,
                      "concurrency_1": thr1}
     for name, v in lat.items():

@@ -315,7 +315,11 @@ class Launcher:
                     waiting.remove(item)
                     continue
                 limit = get_backend(dep.backend).startup_timeout(dep)
-                if time.monotonic() - t0 > limit:
+                elapsed = time.monotonic() - t0
+                if elapsed >= 2 and int(elapsed * 10) % 10 == 0:  # about once a second, the server's own words
+                    last = log_tail(rec.log, 1).strip()
+                    progress(f"{dep.name}: starting ({elapsed:.0f}s){': ' + last[:100] if last else ''}")
+                if elapsed > limit:
                     raise ServerStartError(
                         f"{dep.name}: not ready after {limit:.0f}s",
                         hint=f"raise launch.startup_timeout_s in the pool file, or read the full log: {rec.log}",
