@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from junto.errors import ConfigError
-from junto.pool.config import Pool, find_pool_file, format_validation_error, load_pool, parse_pool
+from junto.pool.config import Pool, find_pool_file, format_validation_error, load_pool, parse_pool, read_yaml
 
 
 class _Strict(BaseModel):
@@ -123,13 +122,7 @@ def load_config(ref: str | os.PathLike[str] | None = None) -> JuntoConfig:
         # a built-in pool name, or a missing file (find_pool_file says which)
         find_pool_file(ref)
         return JuntoConfig(pool=str(ref))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}",
-                          hint="fix the YAML syntax (indentation, colons, quotes)") from None
+    data = read_yaml(path)
     if isinstance(data, dict) and "deployments" in data:
         cfg = JuntoConfig(pool=parse_pool(data, str(path), path.resolve()))
         cfg.source = path.resolve()

@@ -12,23 +12,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from junto.cli.common import console, err_console, handle_errors
+from junto.cli.common import console, err_console, handle_errors, parse_params
 from junto.cli.pool import PoolOpt, bring_up
 from junto.errors import ConfigError
-
-
-def parse_params(items: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs; values are JSON when they parse as JSON, else strings."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--param {item!r} is not key=value", hint="e.g. --param temperature=0.7")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def footer(result) -> str:

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from junto.cli.common import console, err_console, handle_errors
+from junto.cli.common import console, err_console, handle_errors, parse_params
 from junto.errors import ConfigError, JuntoError
 
 eval_app = typer.Typer(add_completion=False)
@@ -74,19 +74,6 @@ def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
     if not rows:
         raise ConfigError(f"{path}: no rows", hint="the file must hold at least one JSON line")
     return rows
-
-
-def parse_params(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--param {item!r} is not key=value", hint="e.g. --param early_stop=beta")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -151,15 +151,13 @@ class PoolClient:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def _post(self, dep: Deployment, body: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-        url = f"{self._url(dep)}/chat/completions"
+    async def _send(self, dep: Deployment, url: str, body: dict[str, Any], timeout: float | None
+                    ) -> aiohttp.ClientResponse:
+        """POST ``body``; retry with backoff only when no answer was produced (connection errors)."""
         attempt = 0
         while True:
             try:
-                async with self.http.post(url, json=body, headers=self._headers(dep),
-                                          timeout=self._timeout(dep, timeout)) as resp:
-                    status, raw = resp.status, await resp.read()
-                break
+                return await self.http.post(url, json=body, headers=self._headers(dep), timeout=self._timeout(dep, timeout))
             except _CONNECTION_ERRORS as exc:
                 if attempt >= dep.connect_retries:
                     raise self._connect_error(dep, url, exc) from None
@@ -172,6 +170,20 @@ class PoolClient:
             except aiohttp.ClientError as exc:
                 raise BackendError(f"{dep.name}: request to {url} failed: {exc.__class__.__name__}: {exc}",
                                    deployment=dep.name, retryable=True) from None
+
+    async def _post(self, dep: Deployment, body: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        url = f"{self._url(dep)}/chat/completions"
+        resp = await self._send(dep, url, body, timeout)
+        try:
+            status, raw = resp.status, await resp.read()
+        except asyncio.TimeoutError:
+            raise BackendError(f"{dep.name}: no answer within {timeout or dep.timeout_s:.0f}s from {url}",
+                               deployment=dep.name, retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise BackendError(f"{dep.name}: the answer from {url} broke off ({exc.__class__.__name__})",
+                               deployment=dep.name, retryable=True) from None
+        finally:
+            resp.release()
         text = raw.decode("utf-8", errors="replace")
         self._raise_for_status(dep, status, text)
         try:
@@ -276,23 +288,7 @@ class PoolClient:
         chunks = 0
         done = False
         async with self._sem(dep):
-            attempt = 0
-            while True:
-                try:
-                    resp = await self.http.post(url, json=body, headers=self._headers(dep),
-                                                timeout=self._timeout(dep, timeout))
-                    break
-                except _CONNECTION_ERRORS as exc:
-                    if attempt >= dep.connect_retries:
-                        raise self._connect_error(dep, url, exc) from None
-                    await asyncio.sleep(0.1 * 2**attempt * (1 + random.random() * 0.25))
-                    attempt += 1
-                except asyncio.TimeoutError:
-                    raise BackendError(f"{dep.name}: no answer within {timeout or dep.timeout_s:.0f}s from {url}",
-                                       deployment=dep.name, retryable=True) from None
-                except aiohttp.ClientError as exc:
-                    raise BackendError(f"{dep.name}: request to {url} failed: {exc.__class__.__name__}: {exc}",
-                                       deployment=dep.name, retryable=True) from None
+            resp = await self._send(dep, url, body, timeout)
             try:
                 if resp.status >= 400:
                     self._raise_for_status(dep, resp.status, (await resp.read()).decode("utf-8", errors="replace"))

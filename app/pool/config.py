@@ -260,21 +260,23 @@ def parse_pool(data: Any, source: str = "<pool>", path: Path | None = None) -> P
     return pool
 
 
-def load_pool(ref: str | os.PathLike[str] | None = None) -> Pool:
-    """Load and validate a pool from a file path or a built-in pool name (default ``embedded``)."""
-    path = find_pool_file(ref)
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; unreadable or malformed files become ConfigErrors naming the line."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read pool file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        where = ""
         mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}",
                           hint="fix the YAML syntax (indentation, colons, quotes)") from None
-    return parse_pool(data, str(path), path.resolve())
+
+
+def load_pool(ref: str | os.PathLike[str] | None = None) -> Pool:
+    """Load and validate a pool from a file path or a built-in pool name (default ``embedded``)."""
+    path = find_pool_file(ref)
+    return parse_pool(read_yaml(path), str(path), path.resolve())
