@@ -7,6 +7,8 @@ temporary folder.
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 from pathlib import Path
 
 
@@ -39,3 +41,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Move the finished folder ``tmp`` to ``target``, replacing any old one with two renames.
+
+    Readers see the old folder or the new one, never a mix; the old one is removed afterwards.
+    """
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

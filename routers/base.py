@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from junto.errors import ConfigError, JuntoError
+from junto.paths import replace_dir
 
 FORMAT = "junto-router"
 FORMAT_VERSION = 1
@@ -323,13 +324,7 @@ class Router:
                 json.dump(self.meta, fh, indent=2)
                 fh.flush()
                 os.fsync(fh.fileno())
-            old = None
-            if target.exists():
-                old = target.parent / f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-                os.replace(target, old)
-            os.replace(tmp, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, target)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import run_cli, serve, stub_pool, stub_server
+from helpers import run_cli, serve
 
 from junto import Junto
 
@@ -31,29 +31,37 @@ def router_dir(tmp_path_factory) -> Path:
     return tmp / "router"
 
 
-def test_sdk_routes_by_router_scores(router_dir, tmp_path):
-    with stub_server() as (url, _):
-        pool = {**stub_pool(("fast", url), ("strong", url), ("unrouted", url)), "router": str(router_dir)}
-        (tmp_path / "pool.yaml").write_text(json.dumps(pool))
-        with Junto.from_config(str(tmp_path / "pool.yaml"), state_root=tmp_path) as j:
-            r = j.chat("What is the integral of x^2 from 0 to 3?")
-            assert r.routing.router == "avengers" and r.routing.routing_ms > 0
-            assert set(r.routing.scores) == {"fast", "strong"}
-            assert r.routing.ranked[:2] == sorted(r.routing.scores, key=lambda m: -r.routing.scores[m])
-            assert r.routing.ranked[-1] == "unrouted", "deployments the router does not know come last"
-            assert r.deployment == r.routing.ranked[0]
+def real_pool(embedded_pool, *names: str) -> dict:
+    """Deployments under the router's names, all served by the session's real llama.cpp server."""
+    _, endpoints = embedded_pool
+    url = endpoints["smollm2-135m"]
+    return {"name": "routed", "deployments": [
+        {"name": n, "backend": "openai", "model": "smollm2-135m", "url": url} for n in names]}
 
 
-def test_gateway_routes_and_reports_headers(router_dir, tmp_path):
-    with stub_server() as (url, _):
-        cfg = {"pool": stub_pool(("fast", url), ("strong", url)), "router": str(router_dir)}
-        with serve(cfg, tmp_path) as (gw, _):
-            r = httpx.post(f"{gw}/v1/chat/completions",
-                           json={"model": "junto-auto", "messages": [{"role": "user", "content": "Who wrote Hamlet?"}]})
-            assert r.status_code == 200
-            assert r.headers["x-junto-deployment"] in ("fast", "strong")
-            assert float(r.headers["x-junto-routing-ms"]) > 0
-            assert r.json()["junto"]["routing"]["router"] == "avengers"
+def test_sdk_routes_by_router_scores(router_dir, tmp_path, embedded_pool):
+    pool = {**real_pool(embedded_pool, "fast", "strong", "unrouted"), "router": str(router_dir)}
+    (tmp_path / "pool.yaml").write_text(json.dumps(pool))
+    with Junto.from_config(str(tmp_path / "pool.yaml"), state_root=tmp_path) as j:
+        r = j.chat("What is the integral of x^2 from 0 to 3?", max_tokens=8)
+        assert r.text.strip(), "the real model answered"
+        assert r.routing.router == "avengers" and r.routing.routing_ms > 0
+        assert set(r.routing.scores) == {"fast", "strong"}
+        assert r.routing.ranked[:2] == sorted(r.routing.scores, key=lambda m: -r.routing.scores[m])
+        assert r.routing.ranked[-1] == "unrouted", "deployments the router does not know come last"
+        assert r.deployment == r.routing.ranked[0]
+
+
+def test_gateway_routes_and_reports_headers(router_dir, tmp_path, embedded_pool):
+    cfg = {"pool": real_pool(embedded_pool, "fast", "strong"), "router": str(router_dir)}
+    with serve(cfg, tmp_path) as (gw, _):
+        r = httpx.post(f"{gw}/v1/chat/completions", timeout=60,
+                       json={"model": "junto-auto", "max_tokens": 8,
+                             "messages": [{"role": "user", "content": "Who wrote Hamlet?"}]})
+        assert r.status_code == 200
+        assert r.headers["x-junto-deployment"] in ("fast", "strong")
+        assert float(r.headers["x-junto-routing-ms"]) > 0
+        assert r.json()["junto"]["routing"]["router"] == "avengers"
 
 
 def test_router_that_knows_no_deployment_is_refused(router_dir, tmp_path):

@@ -61,19 +61,24 @@ def test_config_file_and_unknown_deployment(tmp_path, embedded_pool, state_root)
     assert "gateway.prot" in err.value.message
 
 
-def test_thought_templates_are_prepended(tmp_path):
+def test_thought_templates_are_prepended(tmp_path, embedded_pool):
     """memory.templates: the template of a similar past query joins the prompt (and the result says which)."""
-    from helpers import stub_pool, stub_server
-
     from junto.memory.templates import ThoughtTemplateStore
 
     store = ThoughtTemplateStore(tmp_path / "templates", embedder="static")
     t = store.add("What is 12 times 11?", "Multiply step by step; give the number only.")
     store.add("Who painted the Mona Lisa?", "Name the artist in one line.")
-    with stub_server() as (url, _):
-        cfg = tmp_path / "junto.yaml"
-        cfg.write_text(f"pool: {{name: s, deployments: [{{name: s, backend: openai, model: m, url: '{url}'}}]}}\n"
-                       f"memory: {{templates: templates, template_k: 1, min_similarity: 0.5}}\n")
-        with Junto.from_config(str(cfg), state_root=tmp_path) as j:
-            assert j.chat("What is 13 times 11?").extra["templates"] == [t.id]
-            assert "templates" not in j.chat("Describe the weather on Mars in spring.").extra
+    url = embedded_pool[1]["smollm2-135m"]
+    cfg = tmp_path / "junto.yaml"
+    cfg.write_text(f"pool: {{name: s, deployments: [{{name: s, backend: openai, model: smollm2-135m, url: '{url}'}}]}}\n"
+                   f"memory: {{templates: templates, template_k: 1, min_similarity: 0.5}}\n")
+    with Junto.from_config(str(cfg), state_root=tmp_path) as j:
+        with_template = j.chat("What is 13 times 11?", max_tokens=8, temperature=0)
+        assert with_template.extra["templates"] == [t.id]
+        assert "templates" not in j.chat("Describe the weather on Mars in spring.", max_tokens=8).extra
+    plain_cfg = tmp_path / "plain.yaml"
+    plain_cfg.write_text(cfg.read_text().split("memory:")[0])
+    with Junto.from_config(str(plain_cfg), state_root=tmp_path) as j:
+        plain = j.chat("What is 13 times 11?", max_tokens=8, temperature=0)
+    # the template reached the real model: the server counted a longer prompt
+    assert with_template.usage.prompt_tokens > plain.usage.prompt_tokens + 5

@@ -136,6 +136,7 @@ def convert(key: str = "smollm2-135m-instruct", *, dtype: str = "float32", pytho
     import time
 
     from junto.errors import ConfigError, JuntoError
+    from junto.paths import replace_dir
     from junto.pool import models
     from junto.pool.vllm_env import resolve_python
 
@@ -181,13 +182,7 @@ def convert(key: str = "smollm2-135m-instruct", *, dtype: str = "float32", pytho
             os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is not
             for f in tmp.iterdir():
                 os.chmod(f, 0o644)
-            old = None
-            if target.exists():
-                old = target.with_name(f".{target.name}.old-{os.getpid()}")
-                os.replace(target, old)
-            os.replace(tmp, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, target)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
