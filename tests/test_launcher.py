@@ -10,7 +10,7 @@ import pytest
 from helpers import process_alive, stub_server
 
 from junto.errors import JuntoError, ServerStartError
-from junto.pool.config import load_pool, parse_pool
+from junto.pool.config import parse_pool
 from junto.pool.launcher import Launcher, group_members, probe
 from junto.pool.models import model_path
 

