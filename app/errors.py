@@ -23,9 +23,16 @@ class JuntoError(Exception):
 
 
 class ConfigError(JuntoError):
-    """A configuration file or option is invalid (a usage error: exit code 2)."""
+    """A configuration file or option is invalid (a usage error: exit code 2).
+
+    ``param``, when known, names the offending field (the gateway reports it as the OpenAI error's ``param``).
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None, *, param: str | None = None):
+        super().__init__(message, hint)
+        self.param = param
 
 
 class ModelNotAvailable(JuntoError):
@@ -55,3 +62,11 @@ class BackendError(JuntoError):
         self.deployment = deployment
         self.retryable = retryable
         self.status_code = status_code
+
+    @property
+    def client_fault(self) -> bool:
+        """The deployment refused the request itself (HTTP 4xx other than 408/429): the caller's error to fix.
+
+        Such a refusal says nothing about the deployment's health: it must never cool it down for others.
+        """
+        return self.status_code is not None and 400 <= self.status_code < 500 and self.status_code not in (408, 429)

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from junto.config import JuntoConfig, load_config
-from junto.errors import BackendError, ConfigError, JuntoError
+from junto.errors import ConfigError, JuntoError
 from junto.health import HealthTracker
 from junto.pool.client import PoolClient
 from junto.pool.config import Pool
 from junto.pool.launcher import Launcher
-from junto.pool.types import StreamDelta, StreamEnd, Usage
+from junto.pool.types import Usage
+from junto.request import Request, build_request
 
 Messages = Sequence[Mapping[str, Any]]
 
@@ -59,6 +60,8 @@ class JuntoResult:
     finish_reason: str | None = None
     fallbacks: list[dict[str, str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the server's logprobs object (OpenAI shape) of a non-streamed direct answer, when asked for
+    logprobs: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +146,12 @@ class Junto:
         self._up = False
         self._portal_cm = None
         self._portal = None
+        for name, defaults in self.config.strategies.items():  # a bad default fails now, not on every request
+            try:
+                build_request(name, None, defaults)
+            except ConfigError as exc:
+                where = self.config.source or "the junto config"
+                raise ConfigError(f"{where}: strategies.{name}: {exc.message}", hint=exc.hint, param=exc.param) from None
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -210,7 +219,15 @@ class Junto:
         return endpoints
 
     async def aup(self, progress: Any = None) -> dict[str, str]:
-        return await asyncio.to_thread(self.up, progress)
+        endpoints = await asyncio.to_thread(self.up, progress)
+        await asyncio.to_thread(self.warm)
+        return endpoints
+
+    def warm(self) -> None:
+        """Load the router's embedder and the template store now (blocking work, done once, off the hot path)."""
+        if self.router is not None and hasattr(self.router, "warm"):
+            self.router.warm()
+        _ = self.templates
 
     async def _client_ready(self) -> PoolClient:
         if not self._up:
@@ -256,7 +273,28 @@ class Junto:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def prepare(self, strategy: str | None = None, options: Mapping[str, Any] | None = None) -> Request:
+        """Validate a request's options for ``strategy`` (the config's defaults under them): the one contract.
+
+        Raises a :class:`ConfigError` naming the field; the fronts call it before any model is.
+        """
+        name = strategy or self.config.strategy
+        return build_request(name, options, self.config.strategies.get(name))
+
     # -- routing -----------------------------------------------------------------------------
+    def _blocking(self, thing: Any) -> bool:
+        """Whether ``thing`` (a router or template store) embeds queries with torch: then it runs in a thread."""
+        return thing is not None and bool(getattr(thing, "blocking", True))
+
+    async def aroute(self, messages: str | Messages, deployment: str | None = None) -> Routing:
+        """:meth:`route` without blocking the event loop: a torch embedder runs in a worker thread.
+
+        The static embedder (~0.1 ms a query) routes inline: a thread hop would cost more than it saves.
+        """
+        if deployment is None and (not self._router_loaded or self._blocking(self.router)):
+            return await asyncio.to_thread(self.route, messages, deployment)
+        return self.route(messages, deployment)
+
     def route(self, messages: str | Messages, deployment: str | None = None) -> Routing:
         """Rank the pool's deployments for this request (best first)."""
         names = [d.name for d in self.pool.deployments]
@@ -285,15 +323,19 @@ class Junto:
         from servers that report none in streams, e.g. llama.cpp) and yields no TokenEvent.
         """
         messages = as_messages(prompt, system)
-        strategy = strategy or self.config.strategy
+        request = self.prepare(strategy, params)
+        strategy = request.strategy
         trace_id = trace_id or uuid.uuid4().hex
         t0 = time.perf_counter()
-        routing = self.route(messages, deployment)  # on the user's words, before any template is added
-        messages, template_ids = self._with_templates(messages)
+        routing = await self.aroute(messages, deployment)  # on the user's words, before any template is added
+        if self.config.memory.templates and (self._templates is None or self._blocking(self._templates)):
+            messages, template_ids = await asyncio.to_thread(self._with_templates, messages)
+        else:
+            messages, template_ids = self._with_templates(messages)
         client = await self._client_ready()
         yield RoutedEvent(routing, trace_id)
-        inner = (self._direct(client, messages, routing, trace_id, t0, params, stream_tokens) if strategy == "direct"
-                 else self._graph(client, strategy, messages, routing, trace_id, t0, params))
+        inner = (self._direct(client, messages, routing, trace_id, t0, request, stream_tokens) if strategy == "direct"
+                 else self._graph(client, messages, routing, trace_id, t0, request))
         async for ev in inner:
             if isinstance(ev, ResultEvent) and template_ids:
                 ev.result.extra["templates"] = template_ids
@@ -333,62 +375,30 @@ class Junto:
 
     # -- strategies --------------------------------------------------------------------------
     async def _direct(self, client: PoolClient, messages: list[dict[str, Any]], routing: Routing, trace_id: str,
-                      t0: float, params: dict[str, Any], stream_tokens: bool = True) -> AsyncIterator[Event]:
-        candidates = [n for n in routing.ranked if self.health.available(n)] or routing.ranked[:1]
-        fallbacks: list[dict[str, str]] = []
-        last_error: BackendError | None = None
-        first_token: float | None = None
+                      t0: float, request: Request, stream_tokens: bool = True) -> AsyncIterator[Event]:
+        """The hot path: ``junto.reasoning.direct``'s one implementation, without a graph around it."""
+        from junto.reasoning.direct.run import DirectAnswer, DirectToken, answer_direct
 
-        def result(name: str, text: str, usage: Usage, cost: float, finish: str | None) -> ResultEvent:
-            return ResultEvent(JuntoResult(
-                answer=text, text=text, deployment=name, deployments=[name], strategy="direct", routing=routing,
-                usage=usage, cost_usd=cost, latency_s=time.perf_counter() - t0, ttft_s=first_token,
-                trace_id=trace_id, finish_reason=finish, fallbacks=fallbacks))
+        async for ev in answer_direct(client, routing.ranked, messages, request.sampling.given(), health=self.health,
+                                      stream=stream_tokens, deadline_s=request.budgets.deadline_s, started=t0):
+            if isinstance(ev, DirectToken):
+                yield TokenEvent(ev.text, ev.deployment)
+            elif isinstance(ev, DirectAnswer):
+                yield ResultEvent(JuntoResult(
+                    answer=ev.text, text=ev.text, deployment=ev.deployment, deployments=[ev.deployment],
+                    strategy="direct", routing=routing, usage=ev.usage, cost_usd=ev.cost_usd, latency_s=ev.latency_s,
+                    ttft_s=ev.ttft_s, trace_id=trace_id, finish_reason=ev.finish_reason, fallbacks=ev.fallbacks,
+                    logprobs=ev.logprobs))
 
-        for name in candidates:
-            parts: list[str] = []
-            try:
-                if not stream_tokens:
-                    r = await client.chat(name, messages, **params)
-                    self.health.success(name)
-                    yield result(name, r.text, r.usage, r.cost_usd, r.choices[0].finish_reason)
-                    return
-                async for ev in client.stream(name, messages, **params):
-                    if isinstance(ev, StreamDelta):
-                        if first_token is None:
-                            first_token = time.perf_counter() - t0
-                        parts.append(ev.text)
-                        yield TokenEvent(ev.text, name)
-                    elif isinstance(ev, StreamEnd):
-                        self.health.success(name)
-                        yield result(name, "".join(parts), ev.usage, ev.cost_usd, ev.finish_reason)
-                        return
-            except BackendError as exc:
-                self.health.failure(name)
-                if parts or not exc.retryable:
-                    raise
-                fallbacks.append({"deployment": name, "error": exc.message})
-                last_error = exc
-        assert last_error is not None
-        if len(candidates) > 1:
-            raise BackendError(f"every deployment failed ({', '.join(candidates)}); last: {last_error.message}",
-                               hint=last_error.hint, deployment=last_error.deployment, retryable=True,
-                               status_code=last_error.status_code)
-        raise last_error
+    async def _graph(self, client: PoolClient, messages: list[dict[str, Any]], routing: Routing, trace_id: str,
+                     t0: float, request: Request) -> AsyncIterator[Event]:
+        from junto.reasoning import RunContext, stream_strategy
 
-    async def _graph(self, client: PoolClient, strategy: str, messages: list[dict[str, Any]], routing: Routing,
-                     trace_id: str, t0: float, params: dict[str, Any]) -> AsyncIterator[Event]:
-        try:
-            from junto.reasoning import RunContext, stream_strategy
-        except ImportError:
-            raise ConfigError(f"strategy {strategy!r} needs junto's reasoning layer, which is not available") from None
-        merged = {**self.config.strategies.get(strategy, {}), **params}
-        budgets = {k: merged.pop(k) for k in ("max_samples", "deadline_s") if k in merged}
-        ctx = RunContext(client=client, pool=self.pool,
-                         candidates=[n for n in routing.ranked if self.health.available(n)] or routing.ranked,
-                         max_samples=budgets.get("max_samples"), max_tokens=merged.get("max_tokens"),
-                         deadline_s=budgets.get("deadline_s"), router=self.router, memory=self.templates)
-        async for ev in stream_strategy(strategy, ctx, messages, merged):
+        ctx = RunContext(client=client, pool=self.pool, candidates=self.health.order(routing.ranked),
+                         max_samples=request.budgets.max_samples, max_tokens=request.sampling.max_tokens,
+                         deadline_s=request.budgets.deadline_s, router=self.router, memory=self.templates,
+                         health=self.health, passthrough=request.passthrough)
+        async for ev in stream_strategy(request.strategy, ctx, messages, request.params):
             if ev.get("type") == "token":
                 yield TokenEvent(ev.get("text", ""), ev.get("deployment", ""))
             elif ev.get("type") == "result":

@@ -59,9 +59,11 @@ async def main() -> None:
     from junto.pool.client import PoolClient
     from junto.pool.config import load_pool
     from junto.pool.launcher import Launcher
+    from junto.pool.threads import pool_thread_plan
     from junto.pool.types import StreamEnd
 
     pool = load_pool("embedded")
+    threads = pool_thread_plan(pool.deployments)["smollm2-135m"]
     with tempfile.TemporaryDirectory() as state:
         launcher = Launcher(pool, Path(state))
         t0 = time.perf_counter()
@@ -88,7 +90,7 @@ async def main() -> None:
         finally:
             launcher.down()
     save("embedded_model", {
-        "model": "SmolLM2-135M-Instruct Q4_1 (llama-cpp-python server, n_threads=2)",
+        "model": f"SmolLM2-135M-Instruct Q4_1 (llama-cpp-python server, n_threads={threads})",
         "max_tokens": MAX_TOKENS, "requests_per_path": len(junto_ttft),
         "server_startup_s": round(startup_s, 2),
         "junto": {"ttft": summary_ms(junto_ttft), "decode_tokens_per_s_median": round(statistics.median(junto_rate), 1)},

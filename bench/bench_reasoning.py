@@ -45,7 +45,7 @@ async def accuracy_part(args) -> dict:
     from junto.pool.config import load_pool
     from junto.pool.launcher import Launcher
     from junto.reasoning import RunContext, run_strategy
-    from junto.reasoning.answers import canonical, extract, is_correct
+    from junto.answers import canonical, extract, is_correct
     from junto.reasoning.replay import replay_sc
 
     data = rows(args.n)

@@ -4,7 +4,7 @@ Not a model: it answers instantly with fixed words, so that a benchmark measures
 front of it, and it misbehaves on demand so that tests can watch junto handle a real failing server
 process. Raw asyncio (no framework) keeps its own per-request cost far below what it measures.
 
-    python bench/stub_server.py --port 8001 [--mode ok|die|hang|garbage|error500|slow] [--tokens 8]
+    python bench/stub_server.py --port 8001 [--mode ok|die|hang|garbage|error500|error400|slow] [--tokens 8]
 
 ``--mode`` sets the behaviour of every request; a request may override it with the header
 ``x-stub-mode``. Modes:
@@ -14,6 +14,7 @@ process. Raw asyncio (no framework) keeps its own per-request cost far below wha
 * ``hang``     accept the request and never answer
 * ``garbage``  HTTP 200 with a body that is not JSON (and non-JSON SSE data when streaming)
 * ``error500`` HTTP 500 with an OpenAI-shaped error
+* ``error400`` HTTP 400 with an OpenAI-shaped error (the server refuses the request itself)
 * ``slow``     wait ``--delay`` seconds before answering
 * ``trickle``  stream with ``--delay`` seconds between tokens (to watch disconnects and drains)
 
@@ -121,6 +122,10 @@ class Stub:
             self.send(writer, "500 Internal Server Error",
                       b'{"error":{"message":"stub failure","type":"server_error"}}')
             return True
+        if mode == "error400":
+            self.send(writer, "400 Bad Request",
+                      b'{"error":{"message":"stub refuses this request","type":"invalid_request_error"}}')
+            return True
         if mode == "garbage":
             if body.get("stream"):
                 self.send(writer, "200 OK", b"data: {not json\n\n", "text/event-stream")
@@ -184,7 +189,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--mode", default="ok", choices=["ok", "die", "hang", "garbage", "error500", "slow", "trickle"])
+    ap.add_argument("--mode", default="ok", choices=["ok", "die", "hang", "garbage", "error500", "error400", "slow",
+                                                        "trickle"])
     ap.add_argument("--tokens", type=int, default=8)
     ap.add_argument("--delay", type=float, default=1.0)
     args = ap.parse_args()

@@ -28,7 +28,7 @@ def footer(result) -> str:
     strat = "" if result.strategy == "direct" else f" · {result.strategy}, {result.samples} samples"
     if result.routing.router not in ("pool-order", "explicit"):
         strat += f" · routed by {result.routing.router} in {result.routing.routing_ms:.1f} ms"
-    return (f"── {who}{strat} · {approx}{tokens} tokens ({usage.prompt_tokens} in) · "
+    return (f"── {who}{strat} · {approx}{tokens} tokens ({approx}{usage.prompt_tokens} in) · "
             f"{result.latency_s:.2f} s{ttft} · {rate:.1f} tok/s{cost}")
 
 
@@ -42,15 +42,22 @@ def render_event(data: dict[str, Any]) -> str | None:
         who = f"{data['deployment']}: " if data.get("deployment") else ""
         return f"tally {who}after {data.get('samples', '?')} samples · {shown}"
     if kind == "sample":
-        return f"sample {data.get('index', '?')} from {data.get('deployment', '?')}: {data.get('answer')!r}"
+        cut = " (cut by max_tokens: no vote)" if data.get("truncated") and data.get("answer") is None else ""
+        return f"sample {data.get('index', '?')} from {data.get('deployment', '?')}: {data.get('answer')!r}{cut}"
     if kind == "model_call":
         return f"calling {data.get('deployment', '?')} for {data.get('n', 1)} sample(s)"
     if kind == "decision":
         return f"decision: {data.get('answer')!r} ({data.get('reason', '')})"
     if kind == "stop":
-        return f"stopped early after {data.get('samples')} samples ({data.get('reason')}; saved {data.get('samples_saved')})"
+        if data.get("samples_saved"):
+            return (f"stopped early after {data.get('samples')} samples ({data.get('reason')}; "
+                    f"saved {data.get('samples_saved')})")
+        return f"stopped after {data.get('samples')} samples ({data.get('reason')})"
     if kind == "fallback":
-        return f"fallback: {data.get('deployment')} failed ({data.get('error')})"
+        to = f", trying {data['to']}" if data.get("to") else ""
+        return f"fallback: {data.get('deployment')} failed ({data.get('error')}){to}"
+    if kind == "error":
+        return f"error from {data.get('deployment')} ({data.get('kind')}): {data.get('error')}"
     return None
 
 
@@ -118,10 +125,7 @@ def _chat(question, pool_ref, deployment, strategy, samples, param, system, max_
         params["seed"] = seed
     if samples is not None:
         params["samples"] = samples
-    if strategy != "direct":
-        from junto.reasoning import validate_params
-
-        validate_params(strategy, {k: v for k, v in params.items()})
+    junto.prepare(strategy, params)  # the request contract: a bad option fails here, before any server starts
     if deployment:
         params["deployment"] = deployment
     bring_up(junto.up, junto.pool.name, quiet=as_json)

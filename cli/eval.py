@@ -4,10 +4,19 @@
     junto eval --strategy modelswitch --pool embedded-pair --dataset my.jsonl --json
     junto eval --strategy sc --replay recorded.jsonl --samples 8 --param early_stop=beta
 
+A live run asks every question through the :class:`~junto.facade.Junto` facade, the path ``junto chat``,
+the SDK and the gateway take (routing, thought templates, health, the request contract), so it
+measures what is served; ``--pool`` takes a junto config, a pool file or a built-in pool name. Answers
+are read and graded with :mod:`junto.answers`, the module the strategies vote with.
+
 A dataset is JSONL, one question a line: ``{"question": ..., "answer": ..., "kind": "number"}``
 (``kind`` optional: auto, math, number, choice, text). A replay file is JSONL too, one line per
-(question, model): ``{"question": ..., "reference": ..., "model": ..., "answers": [...]}`` in the
-order the samples were drawn; ``--record FILE`` writes one from a live run.
+(question, model), samples in the order they were drawn: either raw completions,
+``{"question": ..., "reference": ..., "model": ..., "completions": [...], "finish_reasons": [...]}``
+(``finish_reasons`` optional), whose answers are extracted again (a completion cut by ``max_tokens``,
+finish reason ``"length"``, does not vote unless ``--allow-truncated``), or extracted answers,
+``"answers": [...]`` (``null`` for a sample without one). A line with both is read from its
+completions. ``--record FILE`` writes one from a live run (completions, finish reasons and answers).
 """
 
 from __future__ import annotations
@@ -66,7 +75,7 @@ def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
             raise ConfigError(f"{path}:{no}: missing field(s) {', '.join(missing)}",
                               hint=f"each line needs: {', '.join(required)}")
         kind = row.get("kind", "auto")
-        from junto.reasoning.answers import KINDS
+        from junto.answers import KINDS
 
         if kind not in KINDS:
             raise ConfigError(f"{path}:{no}: unknown kind {kind!r}", hint=f"one of: {', '.join(KINDS)}")
@@ -102,67 +111,118 @@ def _progress():
                     transient=False, disable=not err_console.is_terminal and os.environ.get("JUNTO_PROGRESS") != "1")
 
 
-async def evaluate(pool, endpoints: dict[str, str], strategy: str, rows: list[dict[str, Any]],
-                   params: dict[str, Any], *, max_samples: int | None = None, deadline_s: float | None = None,
-                   on_row=None) -> list[dict[str, Any]]:
-    """Run ``strategy`` on each row; one record per row (answer key, correct, samples, tokens, latency)."""
-    from junto.pool.client import PoolClient
-    from junto.reasoning import RunContext, get_strategy, run_strategy
-    from junto.reasoning.answers import canonical, extract, is_correct
+def _sample_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``sample`` progress events of one run, in the order the strategy asked for the samples."""
+    return sorted((e for e in events if e.get("type") == "sample"), key=lambda e: e.get("index", 0))
 
-    takes_kind = "answer" in get_strategy(strategy).params_model.model_fields
-    default = pool.default_deployment.name
-    candidates = [default] + [d.name for d in pool.deployments if d.name != default]
+
+async def evaluate(junto, strategy: str, rows: list[dict[str, Any]], params: dict[str, Any], *,
+                   allow_truncated: bool = False, on_row=None) -> list[dict[str, Any]]:
+    """Ask ``junto`` (a :class:`~junto.facade.Junto`) each row's question with ``strategy`` and grade the answer.
+
+    The request takes the path every front takes (routing, thought templates, health, the request
+    contract); the answer is graded with :mod:`junto.answers`. One record per row (answer key,
+    correct, samples, tokens, latency); its ``"_samples"`` entry (the sampled texts, their finish
+    reasons, models and keys) feeds ``--record`` and is dropped from the output.
+    """
+    from junto.answers import canonical, extract, is_correct
+    from junto.facade import ResultEvent, StrategyEvent
+    from junto.reasoning import get_strategy
+
+    declared = get_strategy(strategy).params_model.model_fields
+    takes_kind = "answer" in declared
+    takes_truncated = "allow_truncated" in declared
     out = []
-    async with PoolClient(pool, endpoints) as client:
-        ctx = RunContext(client=client, pool=pool, candidates=candidates, max_samples=max_samples,
-                         max_tokens=params.get("max_tokens"), deadline_s=deadline_s)
-        for row in rows:
-            kind = row.get("kind", "auto")
-            p = {**params, **({"answer": kind} if takes_kind and "answer" not in params else {})}
-            messages = [{"role": "user", "content": row["question"]}]
-            if row.get("system"):
-                messages.insert(0, {"role": "system", "content": row["system"]})
-            t0 = time.perf_counter()
-            rec: dict[str, Any] = {"id": row.get("id"), "question": row["question"], "reference": str(row["answer"])}
-            try:
-                r = await run_strategy(strategy, ctx, messages, p)
-            except JuntoError as exc:
-                if isinstance(exc, ConfigError):
-                    raise
-                rec.update(error=exc.message, correct=False, latency_s=time.perf_counter() - t0)
-            else:
-                key = r.answer if r.votes is not None else canonical(extract(r.text, kind), kind)
-                rec.update(answer=key, correct=is_correct(key, str(row["answer"]), kind), samples=r.samples,
-                           samples_saved=r.samples_saved, completion_tokens=r.usage.completion_tokens,
-                           prompt_tokens=r.usage.prompt_tokens, latency_s=round(r.latency_s, 4),
-                           deployments=r.deployments, votes=r.votes, error=None,
-                           sample_answers=r.extra.get("answers"), sample_models=r.extra.get("sample_models"),
-                           text=r.text)
-            out.append(rec)
-            if on_row:
-                on_row(rec)
+    for row in rows:
+        kind = row.get("kind", "auto")
+        p = dict(params)
+        if takes_kind and "answer" not in p:
+            p["answer"] = kind
+        if allow_truncated and takes_truncated:
+            p.setdefault("allow_truncated", True)
+        messages = [{"role": "user", "content": row["question"]}]
+        if row.get("system"):
+            messages.insert(0, {"role": "system", "content": row["system"]})
+        t0 = time.perf_counter()
+        rec: dict[str, Any] = {"id": row.get("id"), "question": row["question"], "reference": str(row["answer"])}
+        events: list[dict[str, Any]] = []
+        r = None
+        try:
+            async for ev in junto.astream(messages, strategy=strategy, stream_tokens=False, **p):
+                if isinstance(ev, StrategyEvent):
+                    events.append(ev.data)
+                elif isinstance(ev, ResultEvent):
+                    r = ev.result
+        except JuntoError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            rec.update(error=exc.message, correct=False, latency_s=time.perf_counter() - t0)
+        if r is not None:
+            if r.votes is not None:
+                key = r.answer or None
+                samples = _sample_events(events)
+                detail = {"texts": [e.get("text") for e in samples],
+                          "finish_reasons": [e.get("finish_reason") for e in samples],
+                          "models": r.extra.get("sample_models") or [e.get("deployment") for e in samples],
+                          "keys": r.extra.get("answers") or [e.get("answer") for e in samples]}
+            else:  # direct: one answer, read here as a vote would read it
+                cut = r.finish_reason == "length" and not allow_truncated
+                key = None if cut else canonical(extract(r.text, kind), kind)
+                detail = {"texts": [r.text], "finish_reasons": [r.finish_reason], "models": [r.deployment],
+                          "keys": [key]}
+            rec.update(answer=key, correct=is_correct(key, str(row["answer"]), kind), samples=r.samples,
+                       samples_saved=r.extra.get("samples_saved", 0), completion_tokens=r.usage.completion_tokens,
+                       prompt_tokens=r.usage.prompt_tokens, latency_s=round(r.latency_s, 4),
+                       deployments=r.deployments, votes=r.votes, error=None, sample_answers=detail["keys"],
+                       sample_models=detail["models"], text=r.text,
+                       routing=r.routing.ranked, _samples=detail)
+        out.append(rec)
+        if on_row:
+            on_row(rec)
     return out
 
 
-def replay(strategy: str, groups: list[dict[str, Any]], params: dict[str, Any], samples: int | None
-           ) -> list[dict[str, Any]]:
-    """Score ``strategy``'s voting on recorded answers (no model runs)."""
+def _entry_key(entry: tuple, kind: str, allow_truncated: bool) -> str | None:
+    from junto.answers import answer_key, canonical
+
+    if entry[0] == "answer":
+        return canonical(str(entry[1]), kind) if entry[1] is not None else None
+    _, text, finish = entry
+    if text is None or (finish == "length" and not allow_truncated):
+        return None
+    return answer_key(text, kind)
+
+
+def replay(strategy: str, groups: list[dict[str, Any]], params: dict[str, Any], samples: int | None, *,
+           allow_truncated: bool = False) -> list[dict[str, Any]]:
+    """Score ``strategy``'s voting on recorded samples (no model runs).
+
+    Raw completions are read with :mod:`junto.answers` (a completion whose finish reason is
+    ``"length"`` is invalid unless ``allow_truncated``); recorded answers are canonicalized. Equal
+    answers share one key across all models of a question, as in a live run.
+    """
+    from junto.answers import group_keys, is_correct
     from junto.reasoning import validate_params
-    from junto.reasoning.answers import canonical, group_keys, is_correct
     from junto.reasoning.replay import replay_modelswitch, replay_sc
 
     p = validate_params(strategy, params)
+    allow = allow_truncated or bool(getattr(p, "allow_truncated", False))
     out = []
     for g in groups:
         kind = g["kind"]
-        per_model = [group_keys([canonical(str(a) if a is not None else None, kind) for a in answers], kind)
-                     for answers in g["answers_by_model"]]
-        k = samples or getattr(p, "samples", None) or max(len(x) for x in per_model)
+        sizes = [len(entries) for entries in g["samples_by_model"]]
+        flat = group_keys([_entry_key(e, kind, allow) for entries in g["samples_by_model"] for e in entries], kind)
+        per_model, at = [], 0
+        for n in sizes:
+            per_model.append(flat[at:at + n])
+            at += n
+        k = samples or getattr(p, "samples", None) or max(sizes)
         if strategy == "sc":
             r = replay_sc(per_model[0], k, p.early_stop, p.confidence, p.min_samples)
         elif strategy == "modelswitch":
-            r = replay_modelswitch(per_model, k, p.threshold, p.mode, p.vote, p.models)
+            priors = getattr(p, "prior_weights", None)
+            r = replay_modelswitch(per_model, k, p.threshold, p.mode, p.vote, p.models,
+                                   **({"prior_weights": priors} if priors is not None else {}))
         elif strategy == "direct":
             r = replay_sc(per_model[0], 1)
         else:
@@ -174,35 +234,63 @@ def replay(strategy: str, groups: list[dict[str, Any]], params: dict[str, Any], 
     return out
 
 
-def load_replay(path: Path) -> list[dict[str, Any]]:
-    rows = read_jsonl(path, ("question", "reference", "answers"))
-    groups: dict[str, dict[str, Any]] = {}
-    for no, row in enumerate(rows, 1):
+def _replay_entries(path: Path, no: int, row: dict[str, Any]) -> list[tuple]:
+    """One replay line's samples: raw completions (re-read) when it has them, else recorded answers."""
+    if "completions" in row:
+        texts = row["completions"]
+        if not isinstance(texts, list) or any(t is not None and not isinstance(t, str) for t in texts):
+            raise ConfigError(f"{path}: row {no}: 'completions' must be a list of completion texts")
+        finish = row.get("finish_reasons")
+        if finish is None:
+            finish = [None] * len(texts)
+        if not isinstance(finish, list) or len(finish) != len(texts):
+            raise ConfigError(f"{path}: row {no}: 'finish_reasons' must be a list as long as 'completions'",
+                              hint='one finish reason per completion ("stop", "length", or null)')
+        return [("text", t, f) for t, f in zip(texts, finish)]
+    if "answers" in row:
         if not isinstance(row["answers"], list):
             raise ConfigError(f"{path}: row {no}: 'answers' must be a list of sampled answers")
+        return [("answer", a) for a in row["answers"]]
+    raise ConfigError(f"{path}: row {no}: no samples", hint="each line needs 'completions' (raw texts) or 'answers'")
+
+
+def load_replay(path: Path) -> list[dict[str, Any]]:
+    rows = read_jsonl(path, ("question", "reference"))
+    groups: dict[str, dict[str, Any]] = {}
+    for no, row in enumerate(rows, 1):
+        entries = _replay_entries(path, no, row)
         g = groups.setdefault(row["question"], {"question": row["question"], "reference": str(row["reference"]),
-                                                "kind": row.get("kind", "auto"), "models": [], "answers_by_model": []})
+                                                "kind": row.get("kind", "auto"), "models": [], "samples_by_model": []})
         model = row.get("model", "model")
         if model in g["models"]:
-            g["answers_by_model"][g["models"].index(model)].extend(row["answers"])
+            g["samples_by_model"][g["models"].index(model)].extend(entries)
         else:
             g["models"].append(model)
-            g["answers_by_model"].append(list(row["answers"]))
+            g["samples_by_model"].append(entries)
     return list(groups.values())
 
 
 def write_record(path: Path, records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
-    """Write a replay file from a live run (one line per question and model), atomically."""
+    """Write a replay file from a live run (one line per question and model), atomically.
+
+    Each line holds the raw completions with their finish reasons (replay re-reads them) and the
+    answers the run voted with.
+    """
     lines = []
     for rec, row in zip(records, rows):
-        if rec.get("error") or not rec.get("sample_answers"):
+        detail = rec.get("_samples")
+        if rec.get("error") or not detail or not detail["texts"]:
             continue
-        by_model: dict[str, list] = {}
-        for a, m in zip(rec["sample_answers"], rec.get("sample_models") or []):
-            by_model.setdefault(m, []).append(a)
-        for m, answers in by_model.items():
+        by_model: dict[str, dict[str, list]] = {}
+        for text, finish, model, key in zip(detail["texts"], detail["finish_reasons"], detail["models"],
+                                            detail["keys"]):
+            d = by_model.setdefault(model, {"completions": [], "finish_reasons": [], "answers": []})
+            d["completions"].append(text)
+            d["finish_reasons"].append(finish)
+            d["answers"].append(key)
+        for m, d in by_model.items():
             lines.append(json.dumps({"question": row["question"], "reference": str(row["answer"]), "model": m,
-                                     "kind": row.get("kind", "auto"), "answers": answers}))
+                                     "kind": row.get("kind", "auto"), **d}))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(line + "\n" for line in lines))
     os.replace(tmp, path)
@@ -212,7 +300,8 @@ def write_record(path: Path, records: list[dict[str, Any]], rows: list[dict[str,
 def eval_cmd(
     strategy: Annotated[str, typer.Option("--strategy", "-s", help="direct, sc, modelswitch")] = "sc",
     dataset: Annotated[Optional[str], typer.Option(help="JSONL file or built-in dataset name (arith-easy)")] = None,
-    pool: Annotated[Optional[str], typer.Option("--pool", "-p", help="pool YAML file or built-in pool name")] = None,
+    pool: Annotated[Optional[str], typer.Option(
+        "--pool", "-p", help="junto config, pool YAML file or built-in pool name")] = None,
     samples: Annotated[Optional[int], typer.Option(min=1, help="samples per question (per model for modelswitch)")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N questions")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="most tokens per sample")] = 48,
@@ -223,17 +312,19 @@ def eval_cmd(
     deadline: Annotated[Optional[float], typer.Option(min=0.001, help="seconds per question")] = None,
     replay_file: Annotated[Optional[Path], typer.Option("--replay", help="score voting on recorded samples; no model")] = None,
     record: Annotated[Optional[Path], typer.Option(help="write the run's samples as a replay file")] = None,
+    allow_truncated: Annotated[bool, typer.Option(
+        "--allow-truncated", help="let samples cut by max_tokens (finish reason 'length') count as answers")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (summary and rows)")] = False,
     keep: Annotated[bool, typer.Option("--keep/--no-keep", help="leave the pool's servers running afterwards")] = True,
 ) -> None:
     """Score a strategy on a labelled dataset: accuracy, samples and tokens used, latency."""
     handle_errors(_eval)(strategy, dataset, pool, samples, limit, max_tokens, temperature, seed, param, max_samples,
-                         deadline, replay_file, record, as_json, keep)
+                         deadline, replay_file, record, allow_truncated, as_json, keep)
 
 
 def _eval(strategy, dataset, pool_ref, samples, limit, max_tokens, temperature, seed, param, max_samples, deadline,
-          replay_file, record, as_json, keep) -> None:
-    from junto.reasoning import get_strategy, validate_params
+          replay_file, record, allow_truncated, as_json, keep) -> None:
+    from junto.reasoning import get_strategy
 
     get_strategy(strategy)
     params = parse_params(param)
@@ -242,7 +333,7 @@ def _eval(strategy, dataset, pool_ref, samples, limit, max_tokens, temperature, 
         if dataset is not None:
             raise ConfigError("--replay and --dataset exclude each other", hint="replay scores recorded samples only")
         groups = load_replay(replay_file)[:limit]
-        rows = replay(strategy, groups, params, samples)
+        rows = replay(strategy, groups, params, samples, allow_truncated=allow_truncated)
         source = str(replay_file)
     else:
         if dataset is None:
@@ -255,10 +346,15 @@ def _eval(strategy, dataset, pool_ref, samples, limit, max_tokens, temperature, 
             params.setdefault("seed", seed)
         if samples is not None:
             params["samples"] = samples
-        validate_params(strategy, params)
-        rows = _live(strategy, data, pool_ref, params, max_samples, deadline, keep, as_json)
+        if max_samples is not None:
+            params["max_samples"] = max_samples
+        if deadline is not None:
+            params["deadline_s"] = deadline
+        rows = _live(strategy, data, pool_ref, params, allow_truncated, keep, as_json)
         if record is not None:
             write_record(record, rows, data)
+        for r in rows:
+            r.pop("_samples", None)
         source = dataset
     summary = {"strategy": strategy, "dataset": source, "params": params, **summarize(rows),
                "wall_s": round(time.perf_counter() - t0, 3), "replay": replay_file is not None}
@@ -268,29 +364,33 @@ def _eval(strategy, dataset, pool_ref, samples, limit, max_tokens, temperature, 
     _print_summary(summary)
 
 
-def _live(strategy, data, pool_ref, params, max_samples, deadline, keep, quiet) -> list[dict[str, Any]]:
+def _live(strategy, data, pool_ref, params, allow_truncated, keep, quiet) -> list[dict[str, Any]]:
+    """Run the dataset through the :class:`~junto.facade.Junto` facade, as ``junto chat`` and the gateway do."""
     from junto.cli.pool import bring_up
-    from junto.paths import state_dir
-    from junto.pool.config import load_pool
-    from junto.pool.launcher import Launcher
+    from junto.facade import Junto
 
-    pool = load_pool(pool_ref)
-    launcher = Launcher(pool, state_dir())
-    endpoints, started = bring_up(lambda progress: launcher.up(progress=progress), pool.name, quiet=quiet)
+    junto = Junto.from_config(pool_ref, keep=keep)
+    junto.prepare(strategy, params)  # the request contract: a bad option fails here, before any server starts
+    bring_up(junto.up, junto.pool.name, quiet=quiet)
     try:
         with _progress() as progress:
-            task = progress.add_task(f"{strategy} on {pool.name}", total=len(data), acc="-")
+            task = progress.add_task(f"{strategy} on {junto.pool.name}", total=len(data), acc="-")
             done: list[dict[str, Any]] = []
 
             def on_row(rec: dict[str, Any]) -> None:
                 done.append(rec)
                 progress.update(task, advance=1, acc=f"{sum(r['correct'] for r in done) / len(done):.0%}")
 
-            return asyncio.run(evaluate(pool, endpoints, strategy, data, params, max_samples=max_samples,
-                                        deadline_s=deadline, on_row=on_row))
+            async def run() -> list[dict[str, Any]]:
+                junto.keep = True  # servers are stopped below, once the event loop is gone
+                async with junto:
+                    return await evaluate(junto, strategy, data, params, allow_truncated=allow_truncated,
+                                          on_row=on_row)
+
+            return asyncio.run(run())
     finally:
-        if not keep and started:
-            launcher.down(started)
+        if not keep:
+            junto.stop_started()
 
 
 def _print_summary(s: dict[str, Any]) -> None:

@@ -48,7 +48,8 @@ def fit(
     records: Annotated[Path, typer.Option("--records", help="JSON list or JSONL of {question, scores}")],
     method: Annotated[str, typer.Option("--method", help=METHOD_HELP)],
     out: Annotated[Path, typer.Option("--out", help="router artifact directory to write")],
-    costs: Annotated[Optional[Path], typer.Option("--costs", help="JSON {model: cost per query}; default equal")] = None,
+    costs: Annotated[Optional[Path], typer.Option("--costs", help="JSON {model: cost per query}; default: the "
+                                                   "records' mean realized cost, else equal")] = None,
     embedder: Annotated[str, typer.Option(help="minilm | static | st:<model folder> | m2v:<folder>")] = "minilm",
     clusters: Annotated[Optional[int], typer.Option("--clusters", "-k", help="K-means clusters (avengers*)")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="nearest clusters that vote (avengers*)")] = None,
@@ -57,6 +58,9 @@ def fit(
     cost_weight: Annotated[Optional[float], typer.Option("--cost-weight", help="β of the FusionFactory reward")] = None,
     preset: Annotated[Optional[str], typer.Option(help="performance | balance | cost (knn/mlp/svm)")] = None,
     neighbors: Annotated[Optional[int], typer.Option(help="neighbours (knn)")] = None,
+    cost_source: Annotated[Optional[str], typer.Option("--cost-source", help="auto | realized | table (avengers-pro): "
+                                                       "per-cluster realized cost from the records' usage, or the "
+                                                       "--costs table; auto: realized when the records carry it")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
 ) -> None:
@@ -67,12 +71,15 @@ def fit(
 
     cls = router_class(method)
     recs = load_records(records)
-    cost_map = load_costs(costs, recs.models)
+    # without a costs file, records that carry realized costs (calibrate writes them) set each model's cost
+    cost_map = (load_costs(costs, recs.models) if costs is not None
+                else recs.mean_realized_costs() or load_costs(None, recs.models))
     opts = {k: v for k, v in {"n_clusters": clusters, "top_k": top_k, "beta": beta, "alpha": alpha,
-                              "preset": preset, "n_neighbors": neighbors, "seed": seed}.items() if v is not None}
+                              "preset": preset, "n_neighbors": neighbors, "seed": seed,
+                              "cost_source": cost_source}.items() if v is not None}
     fusion = method in ("knn", "mlp", "svm")
     names = {"n_clusters": "--clusters", "top_k": "--top-k", "beta": "--beta", "alpha": "--alpha",
-             "preset": "--preset", "n_neighbors": "--neighbors", "seed": "--seed"}
+             "preset": "--preset", "n_neighbors": "--neighbors", "seed": "--seed", "cost_source": "--cost-source"}
     # --beta is the Avengers softmax sharpness; FusionFactory's cost weight β is --cost-weight
     bad = [names[k] for k in opts if k not in cls.Config.model_fields or (fusion and k == "beta")]
     if cost_weight is not None:
@@ -82,7 +89,8 @@ def fit(
             bad.append("--cost-weight")
     if bad:
         raise ConfigError(f"method {method!r} takes no {', '.join(bad)}",
-                          hint="avengers/avengers-pro: --clusters --top-k --beta --seed (avengers-pro also --alpha); "
+                          hint="avengers/avengers-pro: --clusters --top-k --beta --seed (avengers-pro also --alpha "
+                               "--cost-source); "
                                "knn/mlp/svm: --preset --alpha --cost-weight --seed (knn also --neighbors)")
     with _progress() as progress:
         upd = _embed_progress(progress, f"embedding {len(recs)} questions")
@@ -92,11 +100,15 @@ def fit(
     summary = {"out": str(path), "method": method, "models": router.models, "records": len(recs),
                "data_hash": router.meta["data"]["hash"], "best_single": router.best_single,
                "embedder": router.embedder_spec, "config": router.meta["config"]}
+    if "cost_source" in router.meta:
+        summary["cost_source"] = router.meta["cost_source"]
     if as_json:
         typer.echo(json.dumps(summary))
     else:
         console.print(f"wrote {method} router for {len(router.models)} models, fit on {len(recs)} records → {path}")
         console.print(f"best single model on these records: {router.best_single}")
+        if router.meta.get("cost_source") == "realized":
+            console.print("clusters rank models by the records' realized cost per cluster")
 
 
 @route_app.command("eval")
@@ -158,7 +170,10 @@ def explain(
             t.add_column(col)
         for c in clusters:
             prof = r.cluster_profile(c["cluster"])
-            top = ", ".join(f"{m} {v:.2f}" for m, v in sorted(prof.items(), key=lambda x: -x[1])[:3])
+            ranks = r.ranks[c["cluster"]] if hasattr(r, "ranks") else None
+            order = (sorted(prof, key=lambda m: int(ranks[r.models.index(m)])) if ranks is not None
+                     else sorted(prof, key=lambda m: -prof[m]))
+            top = ", ".join(f"{m} {prof[m]:.2f}" for m in order[:3])
             t.add_row(str(c["cluster"]), f"{c['distance']:.4f}", f"{c['weight']:.3f}", top)
         console.print(t)
     elif d.details:
@@ -213,8 +228,12 @@ def calibrate(
     t = Table(title=f"calibration on {summary['records']} items")
     t.add_column("deployment")
     t.add_column("mean score", justify="right")
+    t.add_column("mean completion tokens", justify="right")
+    t.add_column("mean cost (USD)", justify="right")
     for d, s in summary["mean_score"].items():
-        t.add_row(d, f"{s:.3f}")
+        toks = summary.get("mean_completion_tokens", {}).get(d)
+        cost = summary.get("mean_cost", {}).get(d)
+        t.add_row(d, f"{s:.3f}", "–" if toks is None else f"{toks:.0f}", "–" if cost is None else f"{cost:.6f}")
     console.print(t)
     console.print(f"wrote {summary['records']} records → {summary['out']} "
                   f"({summary['graded_now']} answers graded now, {summary['resumed']} reused)")

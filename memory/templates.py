@@ -11,6 +11,10 @@ Store layout (a directory, every file replaced atomically):
     templates.jsonl   one template per line: id, query, template, sources, created
     vectors.npy       the queries' embeddings (row i ↔ line i), L2-normalized
     meta.json         the embedder spec and dimension
+
+Searching embeds the new query in memory (``Embedder.encode_one``): nothing about it is written to
+disk, neither here nor in the embedding cache. Adding a template embeds its query the same way; its
+vector is kept in ``vectors.npy`` with the template, which is all the persistence it needs.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -82,7 +87,15 @@ def prompt_with_templates(query: str, found: Sequence[tuple[ThoughtTemplate, flo
 
 
 class ThoughtTemplateStore:
-    """Templates and their query vectors in a directory; nearest-neighbour search through faiss."""
+    """Templates and their query vectors in a directory; nearest-neighbour search through faiss.
+
+    ``blocking``: True when the store's embedder is a torch/sentence-transformers model (``minilm``,
+    ``st:...``), so that :meth:`search` / :meth:`prompt` cost milliseconds of CPU per query and belong
+    in a worker thread (``asyncio.to_thread``) under an event loop; False for the static model2vec
+    embedder (~0.1 ms per query plus a faiss search over the templates). :meth:`search` writes
+    nothing to disk and keeps nothing about the query; it may run in several threads at once, beside
+    :meth:`add`. Opening the store loads the embedder, which always blocks.
+    """
 
     def __init__(self, path: str | os.PathLike[str], embedder: str | dict[str, Any] | None = None):
         from junto.routers.embeddings import get_embedder, parse_embedder_spec
@@ -99,7 +112,17 @@ class ThoughtTemplateStore:
         self.templates: list[ThoughtTemplate] = []
         self.vectors = np.zeros((0, 0), dtype=np.float32)
         self._index = None
+        self._lock = threading.Lock()  # add() swaps (templates, index) under it; search() reads one snapshot
         self._load()
+
+    @property
+    def blocking(self) -> bool:
+        """True when embedding a query here is torch work (sentence-transformers): search in a thread."""
+        return bool(getattr(self.embedder, "blocking", True))
+
+    def _embed_one(self, text: str) -> np.ndarray:
+        """The query's vector (1 × dim), computed in memory: never read from or written to the disk cache."""
+        return np.asarray(self.embedder.encode_one(text), dtype=np.float32)[None, :]
 
     def _load(self) -> None:
         tpath, vpath = self.path / "templates.jsonl", self.path / "vectors.npy"
@@ -125,15 +148,15 @@ class ThoughtTemplateStore:
         return len(self.templates)
 
     def add(self, query: str, template: str, sources: Sequence[str] = ()) -> ThoughtTemplate:
-        from junto.routers.embeddings import embed
-
-        vec = embed([query], self.embedder)
+        vec = self._embed_one(query)
         t = ThoughtTemplate(id=secrets.token_hex(6), query=query, template=template.strip(), sources=list(sources),
                             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        self.templates.append(t)
-        self.vectors = vec if len(self.vectors) == 0 else np.concatenate([self.vectors, vec])
-        self._save()
-        self._rebuild_index()
+        with self._lock:
+            # new list and array objects: a search running meanwhile keeps its consistent old snapshot
+            self.templates = [*self.templates, t]
+            self.vectors = vec if len(self.vectors) == 0 else np.concatenate([self.vectors, vec])
+            self._save()
+            self._rebuild_index()
         return t
 
     def _save(self) -> None:
@@ -147,15 +170,19 @@ class ThoughtTemplateStore:
         atomic_write_text(self.path / "meta.json", json.dumps({"embedder": self.spec, "dim": int(self.vectors.shape[1])}))
 
     def search(self, query: str, k: int = 2, min_similarity: float = 0.0) -> list[tuple[ThoughtTemplate, float]]:
-        """The ``k`` templates whose queries are most similar (cosine) to ``query``."""
-        if self._index is None:
+        """The ``k`` templates whose queries are most similar (cosine) to ``query``.
+
+        The query is embedded in memory only; no cache or file is written.
+        """
+        with self._lock:
+            index, templates = self._index, self.templates
+        if index is None:
             return []
         from junto.routers.base import faiss_search
-        from junto.routers.embeddings import embed
 
-        vec = embed([query], self.embedder)
-        sims, ids = faiss_search(self._index, vec, min(k, len(self.templates)))
-        return [(self.templates[i], float(s)) for s, i in zip(sims[0], ids[0]) if i >= 0 and s >= min_similarity]
+        vec = self._embed_one(query)
+        sims, ids = faiss_search(index, vec, min(k, len(templates)))
+        return [(templates[i], float(s)) for s, i in zip(sims[0], ids[0]) if i >= 0 and s >= min_similarity]
 
     def prompt(self, query: str, k: int = 2, min_similarity: float = 0.0) -> str:
         return prompt_with_templates(query, self.search(query, k, min_similarity))

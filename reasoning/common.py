@@ -1,21 +1,31 @@
 """Pieces every strategy shares: the result type, sampling parameters, one sampling call, events.
 
-The sampling call (:func:`draw`) is the only place a strategy talks to the pool: it emits the
-``model_call`` and ``sample`` progress events, extracts each sample's answer key, and turns a
-deadline that expires mid-call into a clean stop instead of an error when samples already exist.
+The sampling call (:func:`draw`) is the only place a voting strategy talks to the pool. It
+
+* claims a health permit right before the request (``RunContext.health``; a half-open deployment's
+  single probe only when it is really called) and reports the outcome from every path;
+* emits the ``model_call``, ``sample`` and ``error`` progress events and reads each sample's answer
+  key — a sample cut by ``max_tokens`` (``finish_reason == "length"``) gets no vote unless the
+  strategy's ``allow_truncated`` says so;
+* never raises for a failed request: it returns no samples and a :class:`CallRecord` whose
+  ``error_kind`` says why — ``deadline`` (the run's deadline cut it), ``backend_error`` (the
+  deployment failed or refused), ``unavailable`` (its circuit breaker is open: not called). The
+  strategy decides what to do with the samples it has.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from junto.answers import AnswerKind, answer_keys, canonical, extract
 from junto.errors import BackendError
+from junto.health import Permit
 from junto.pool.types import Usage
-from junto.reasoning.answers import AnswerKind, answer_keys, canonical, extract
 from junto.reasoning.context import RunContext
 
 
@@ -25,7 +35,7 @@ class StrategyResult:
 
     ``answer``: the voted (extracted) answer; for ``direct`` the whole text. ``text``: the full
     text of the sample that carries the answer. ``votes``: answer → weight (``None`` for direct).
-    ``samples``: samples drawn; ``samples_saved``: samples the budget allowed but early stopping skipped.
+    ``samples``: samples obtained; ``samples_saved``: samples the budget allowed but early stopping skipped.
     """
 
     answer: str
@@ -56,14 +66,19 @@ class Sample(TypedDict):
     deployment: str
     text: str
     answer: str | None    # the extracted answer as written
-    key: str | None       # its vote key (None: no valid answer)
+    key: str | None       # its vote key (None: no valid answer, or cut by max_tokens and not allowed to vote)
     mean_logprob: float | None
     finish_reason: str | None
+    truncated: bool       # finish_reason == "length": cut by max_tokens
+
+
+ErrorKind = Literal["deadline", "backend_error", "unavailable"]
 
 
 class CallRecord(TypedDict):
     deployment: str
     n: int
+    first_index: int
     prompt_tokens: int
     completion_tokens: int
     estimated: bool
@@ -71,6 +86,11 @@ class CallRecord(TypedDict):
     latency_s: float
     path: str
     error: str | None
+    #: why the call gave no samples (None: it succeeded)
+    error_kind: ErrorKind | None
+    #: a fallback to another deployment may help (connection errors, timeouts, 5xx, circuit open)
+    retryable: bool
+    status_code: int | None
 
 
 class StrategyParams(BaseModel):
@@ -92,13 +112,16 @@ class VotingParams(StrategyParams):
     weight: Literal["none", "logprob"] = Field(
         "none", description="'logprob': weigh each vote by its mean token probability (when the backend returns logprobs)")
     token_budget: int | None = Field(None, ge=1, description="stop drawing once this many completion tokens are spent")
+    allow_truncated: bool = Field(
+        False, description="let a sample cut by max_tokens (finish_reason 'length') vote; by default it is invalid")
 
 
 def sampling_kwargs(p: StrategyParams, ctx: RunContext) -> dict[str, Any]:
     max_tokens = p.max_tokens
     if ctx.max_tokens is not None:
         max_tokens = min(max_tokens, ctx.max_tokens) if max_tokens is not None else ctx.max_tokens
-    kw: dict[str, Any] = {"temperature": p.temperature, "top_p": p.top_p, "max_tokens": max_tokens, "stop": p.stop}
+    kw: dict[str, Any] = {**(ctx.passthrough or {})}
+    kw.update({"temperature": p.temperature, "top_p": p.top_p, "max_tokens": max_tokens, "stop": p.stop})
     return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -110,14 +133,72 @@ def time_left(ctx: RunContext, started: float) -> float | None:
 
 def answer_keys_for(samples: list[Sample], kind: AnswerKind) -> list[str | None]:
     """Vote keys for all samples so far, symbolic math answers merged across samples (order kept)."""
-    from junto.reasoning.answers import group_keys
+    from junto.answers import group_keys
 
     return group_keys([s["key"] for s in samples], kind)
 
 
+def is_truncated(finish_reason: str | None) -> bool:
+    """Was the completion cut by ``max_tokens``? (OpenAI's ``finish_reason == "length"``.)"""
+    return finish_reason == "length"
+
+
+class _Untracked:
+    """The permit of a run without a health tracker: every report is a no-op."""
+
+    probe = False
+    outcome = None
+
+    def success(self) -> None: ...
+
+    def failure(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def report(self, exc: BaseException | None) -> None: ...
+
+
+async def acquire(ctx: RunContext, deployment: str, started: float) -> Permit | _Untracked | None:
+    """A health permit for one call to ``deployment`` (``None``: it may not be called now).
+
+    Without a health tracker there is nothing to claim: an untracked permit. While another request's
+    probe of a half-open deployment is in flight this waits for its verdict (bounded by the run's
+    deadline and the deployment's timeout) instead of failing the sample; when every candidate of
+    the run is cooling, the deployment is tried anyway (never as the probe).
+    """
+    health = ctx.health
+    if health is None:
+        return _Untracked()
+    wait_until = time.monotonic() + ctx.pool.deployment(deployment).timeout_s
+    while True:
+        permit = health.try_acquire(deployment)
+        if permit is not None:
+            return permit
+        if health.state(deployment) == "probing":
+            left = time_left(ctx, started)
+            if (left is not None and left <= 0) or time.monotonic() >= wait_until:
+                return None
+            await asyncio.sleep(0.02 if left is None else min(0.02, left))
+            continue
+        if all(health.state(c) == "cooling" for c in ctx.candidates):
+            return health.try_acquire(deployment, force=True)
+        return None
+
+
+def failed_call(deployment: str, indices: list[int], message: str, kind: ErrorKind, *, retryable: bool,
+                status_code: int | None = None, latency_s: float = 0.0) -> CallRecord:
+    return CallRecord(deployment=deployment, n=len(indices), first_index=indices[0], prompt_tokens=0,
+                      completion_tokens=0, estimated=True, cost_usd=0.0, latency_s=latency_s, path=kind,
+                      error=message, error_kind=kind, retryable=retryable, status_code=status_code)
+
+
 async def draw(ctx: RunContext, writer, deployment: str, messages: list[dict[str, Any]], indices: list[int],
                p: VotingParams, started: float, strategy: str) -> tuple[list[Sample], CallRecord]:
-    """One request for ``len(indices)`` samples from ``deployment``; events go to ``writer``."""
+    """One request for ``len(indices)`` samples from ``deployment``; events go to ``writer``.
+
+    Never raises a :class:`BackendError`: a failed request returns ``([], record)`` with the
+    record's ``error`` and ``error_kind`` set (and an ``error`` event written).
+    """
     n = len(indices)
     kw = sampling_kwargs(p, ctx)
     if p.seed is not None:
@@ -126,30 +207,57 @@ async def draw(ctx: RunContext, writer, deployment: str, messages: list[dict[str
     if logprobs:
         # llama.cpp's server returns logprobs only when top_logprobs is set too
         kw["extra"] = {"top_logprobs": 1}
+
+    def error(rec: CallRecord) -> tuple[list[Sample], CallRecord]:
+        writer({"type": "error", "strategy": strategy, "deployment": deployment, "n": n, "first_index": indices[0],
+                "kind": rec["error_kind"], "error": rec["error"]})
+        return [], rec
+
+    permit = await acquire(ctx, deployment, started)
+    if permit is None:
+        left = time_left(ctx, started)
+        if left is not None and left <= 0:
+            return error(failed_call(deployment, indices, f"{deployment}: the deadline passed before the call",
+                                     "deadline", retryable=False))
+        state = ctx.health.state(deployment) if ctx.health is not None else "unknown"
+        return error(failed_call(deployment, indices, f"{deployment}: not called: its circuit breaker is {state}",
+                                 "unavailable", retryable=True))
     left = time_left(ctx, started)
     writer({"type": "model_call", "strategy": strategy, "deployment": deployment, "n": n, "first_index": indices[0]})
+    t0 = time.perf_counter()
     try:
         r = await ctx.client.chat(deployment, messages, n=n, logprobs=logprobs,
                                   timeout=max(left, 0.05) if left is not None else None, **kw)
     except BackendError as exc:
         left = time_left(ctx, started)
         if left is not None and left <= 0.05:
-            # the deadline cut this call short: record it, the strategy decides on what it has
-            return [], CallRecord(deployment=deployment, n=n, prompt_tokens=0, completion_tokens=0, estimated=True,
-                                  cost_usd=0.0, latency_s=0.0, path="deadline", error=exc.message)
+            # the run's deadline cut this call short: no verdict on the deployment
+            permit.release()
+            return error(failed_call(deployment, indices, exc.message, "deadline", retryable=False,
+                                     latency_s=time.perf_counter() - t0))
+        permit.report(exc)  # a failure, unless the deployment refused the request as the client's fault
+        return error(failed_call(deployment, indices, exc.message, "backend_error", retryable=exc.retryable,
+                                 status_code=exc.status_code, latency_s=time.perf_counter() - t0))
+    except BaseException:  # cancelled (the run was abandoned) or a bug: no verdict, free the probe
+        permit.release()
         raise
+    permit.success()
     samples: list[Sample] = []
     keys = answer_keys([c.text for c in r.choices], p.answer)
     for idx, choice, key in zip(indices, r.choices, keys):
+        cut = is_truncated(choice.finish_reason)
+        if cut and not p.allow_truncated:
+            key = None
         s = Sample(index=idx, deployment=deployment, text=choice.text, answer=extract(choice.text, p.answer),
-                   key=key, mean_logprob=choice.mean_logprob, finish_reason=choice.finish_reason)
+                   key=key, mean_logprob=choice.mean_logprob, finish_reason=choice.finish_reason, truncated=cut)
         samples.append(s)
         writer({"type": "sample", "strategy": strategy, "index": idx, "deployment": deployment, "answer": key,
-                "raw_answer": s["answer"], "valid": key is not None, "mean_logprob": s["mean_logprob"],
-                "text": choice.text})
-    rec = CallRecord(deployment=deployment, n=n, prompt_tokens=r.usage.prompt_tokens,
+                "raw_answer": s["answer"], "valid": key is not None, "truncated": cut,
+                "finish_reason": choice.finish_reason, "mean_logprob": s["mean_logprob"], "text": choice.text})
+    rec = CallRecord(deployment=deployment, n=n, first_index=indices[0], prompt_tokens=r.usage.prompt_tokens,
                      completion_tokens=r.usage.completion_tokens, estimated=r.usage.estimated, cost_usd=r.cost_usd,
-                     latency_s=r.latency_s, path=r.path, error=None)
+                     latency_s=r.latency_s, path=r.path, error=None, error_kind=None, retryable=False,
+                     status_code=None)
     return samples, rec
 
 
@@ -159,6 +267,44 @@ def spent(calls: list[CallRecord]) -> tuple[Usage, float]:
         usage = usage + Usage(c["prompt_tokens"], c["completion_tokens"], c["estimated"])
         cost += c["cost_usd"]
     return usage, cost
+
+
+def call_errors(calls: list[CallRecord]) -> list[dict[str, Any]]:
+    """The failed calls, for a result's ``extra["errors"]``."""
+    return [{"deployment": c["deployment"], "first_index": c["first_index"], "n": c["n"], "kind": c["error_kind"],
+             "error": c["error"], "status_code": c["status_code"]} for c in calls if c["error"]]
+
+
+def failure_reason(calls: list[CallRecord]) -> str | None:
+    """The truthful stop reason for failed calls: ``deadline``, ``backend_error``, ``unavailable`` or None."""
+    kinds = {c["error_kind"] for c in calls if c["error"]}
+    if not kinds:
+        return None
+    if "deadline" in kinds:
+        return "deadline"
+    if "backend_error" in kinds:
+        return "backend_error"
+    return "unavailable"
+
+
+def no_sample_error(strategy: str, calls: list[CallRecord]) -> BackendError:
+    """The error a voting strategy raises when it obtained no sample at all, naming what went wrong."""
+    failed = [c for c in calls if c["error"]]
+    if not failed or failure_reason(failed) == "deadline":
+        return BackendError(f"{strategy} drew no sample before the deadline",
+                            hint="raise deadline_s, or lower max_tokens so one sample fits in it", retryable=True)
+    deps = list(dict.fromkeys(c["deployment"] for c in failed))
+    last = failed[-1]
+    refused = [c for c in failed if c["status_code"] is not None and 400 <= c["status_code"] < 500
+               and c["status_code"] not in (408, 429)]
+    status = refused[-1]["status_code"] if refused and len(refused) == len(failed) else last["status_code"]
+    return BackendError(f"{strategy} obtained no sample: every call failed ({', '.join(deps)}); last: {last['error']}",
+                        deployment=last["deployment"], retryable=any(c["retryable"] for c in failed),
+                        status_code=status)
+
+
+def truncated_count(samples: list[Sample]) -> int:
+    return sum(1 for s in samples if s.get("truncated"))
 
 
 def carrier(samples: list[Sample], keys: list[str | None], winner: str | None) -> Sample | None:
@@ -175,4 +321,5 @@ def display_answer(key: str | None, kind: AnswerKind) -> str:
 
 
 __all__ = ["StrategyResult", "Sample", "CallRecord", "StrategyParams", "VotingParams", "draw", "spent", "carrier",
-           "canonical", "time_left", "sampling_kwargs", "answer_keys_for", "display_answer"]
+           "canonical", "time_left", "sampling_kwargs", "answer_keys_for", "display_answer", "acquire",
+           "call_errors", "failure_reason", "no_sample_error", "truncated_count", "is_truncated", "failed_call"]

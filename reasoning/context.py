@@ -6,9 +6,10 @@ Nothing a graph needs at run time (client, pool, candidates, budgets) is global:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from junto.health import HealthTracker
 from junto.pool.client import PoolClient
 from junto.pool.config import Pool
 
@@ -17,9 +18,15 @@ from junto.pool.config import Pool
 class RunContext:
     """Per-request dependencies and budgets of a strategy run.
 
-    ``candidates``: deployment names ranked best first by the router (or ``[pool default]``).
+    ``candidates``: deployment names ranked best first by the router (or ``[pool default]``); a
+    strategy falls back along this list when a deployment yields nothing.
     ``max_samples``: cap on samples drawn, over all models. ``max_tokens``: cap on tokens per sample.
     ``deadline_s``: wall-clock budget for the whole run, in seconds from its start.
+    ``health``: the caller's :class:`~junto.health.HealthTracker`, or ``None``. When set, every model
+    call of the run claims a permit right before it is sent (a half-open deployment's single probe
+    only when it is really called) and reports its outcome, failures included.
+    ``passthrough``: sampling fields every model call carries unchanged (e.g. ``presence_penalty``)
+    that the strategy's parameters do not declare.
     ``memory`` and ``router``: optional services later strategies use (opaque here).
     """
 
@@ -31,3 +38,5 @@ class RunContext:
     deadline_s: float | None = None
     memory: Any = None
     router: Any = None
+    health: HealthTracker | None = None
+    passthrough: dict[str, Any] = field(default_factory=dict)

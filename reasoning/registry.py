@@ -57,14 +57,16 @@ def validate_params(name: str, params: Mapping[str, Any] | None) -> BaseModel:
         return strategy.params_model.model_validate(dict(params or {}))
     except ValidationError as err:
         problems = []
+        fields = []
         for e in err.errors(include_url=False):
             field = ".".join(str(x) for x in e["loc"]) or "(parameters)"
+            fields.append(field)
             if e["type"] == "extra_forbidden":
                 problems.append(f"{field}: unknown parameter")
             else:
                 problems.append(f"{field}: {e['msg']} (got {e.get('input')!r})")
         raise ConfigError(f"strategy {name!r}: bad parameter(s): " + "; ".join(problems),
-                          hint=f"{name} takes: {_describe(strategy.params_model)}") from None
+                          hint=f"{name} takes: {_describe(strategy.params_model)}", param=fields[0]) from None
 
 
 def _check_context(ctx: RunContext) -> None:

@@ -15,6 +15,12 @@ model gave first; the result never depends on dict order or on which request fin
 * ``beta``: Adaptive-Consistency (Aggarwal et al., EMNLP 2023, "Let's Sample Step by Step"): stop
   when P(p1 > p2 | votes) ≥ ``confidence`` under a Beta(v1+1, v2+1) posterior over the top two
   answers' shares; the paper's default threshold is 0.95 with at most 40 samples.
+
+**ModelSwitch** (:func:`switch_vote`; Chen et al. 2025, JianhaoChen-nju/ModelSwitch): a model whose
+top answer holds ≥ the threshold of its samples is *consistent* and ends the switching; the pooled
+vote scores answer ``a`` as ``Σ_m count_m(a) × w_m × π_m`` with the consistency weight
+``w_m = b + (1 - b)(1 - H_m / log d_m)`` (``b = 1/n_m``, ``n_m`` valid answers, ``d_m`` distinct ones,
+``w_m = 1`` when ``d_m = 1``) and the model's prior weight ``π_m``.
 """
 
 from __future__ import annotations
@@ -96,32 +102,57 @@ def logprob_weight(mean_logprob: float | None) -> float:
     return math.exp(min(0.0, mean_logprob))
 
 
-def normalized_entropy(keys: Sequence[str | None]) -> float:
-    """Entropy of the answer distribution over valid answers, divided by log(#valid) (0 = unanimous).
-
-    Invalid answers are left out; with fewer than two valid answers there is nothing to disagree: 0.
-    """
-    valid = [k for k in keys if k is not None]
-    n = len(valid)
-    if n < 2:
-        return 0.0
+def _valid_counts(keys: Sequence[str | None]) -> tuple[dict[str, int], int]:
     counts: dict[str, int] = {}
-    for k in valid:
-        counts[k] = counts.get(k, 0) + 1
+    for k in keys:
+        if k is not None:
+            counts[k] = counts.get(k, 0) + 1
+    return counts, sum(counts.values())
+
+
+def normalized_entropy(keys: Sequence[str | None]) -> float:
+    """H / log(d): the entropy of one model's valid answers over its maximum (0 = unanimous, 1 = uniform).
+
+    ``H = -Σ p_a log p_a`` over the distinct valid answers ``a`` with ``p_a = count_a / n`` (``n``
+    valid answers); ``d`` is the number of *distinct* valid answers, so ``log d`` is the largest
+    entropy those answers could have (ModelSwitch's reference, ``calculate_scores_with_weights``).
+    Invalid answers (``None``) are left out; with ``d ≤ 1`` there is no disagreement: 0.
+    """
+    counts, n = _valid_counts(keys)
+    d = len(counts)
+    if d < 2:
+        return 0.0
     h = -sum(c / n * math.log(c / n) for c in counts.values())
-    return h / math.log(n)
+    return h / math.log(d)
 
 
 def consistency_weight(keys: Sequence[str | None]) -> float:
-    """ModelSwitch's per-model weight from its answers' consistency.
+    """ModelSwitch's weight for one model's votes, from how consistent its answers are.
 
-    ``1/n + (1 - 1/n) * (1 - H_norm)``: 1 for a unanimous model, 1/n for one whose n answers all
-    differ, so a self-consistent model outweighs a scattered one in the pooled vote (Chen et al. 2025).
+    ``w = b + (1 - b) * (1 - H / log d)`` with ``b = 1 / n`` (``n`` valid answers), ``H`` the entropy
+    of those answers and ``d`` the number of distinct ones (:func:`normalized_entropy`); ``w = 1``
+    when ``d = 1`` (unanimous) and ``w = b = 1/n`` when the answers are spread evenly over ``d ≥ 2``
+    values. Example: ``[a, a, a, a, b]`` → ``H / log 2 = 0.7219``, ``w = 0.2 + 0.8 × 0.2781 = 0.4225``.
+    A model without a valid answer has no votes to weigh: 0.
     """
-    n = sum(1 for k in keys if k is not None)
+    counts, n = _valid_counts(keys)
     if n == 0:
         return 0.0
-    return 1 / n + (1 - 1 / n) * (1 - normalized_entropy(keys))
+    if len(counts) == 1:
+        return 1.0
+    b = 1.0 / n
+    return b + (1.0 - b) * (1.0 - normalized_entropy(keys))
+
+
+def consistency_share(keys: Sequence[str | None], failed: int = 0) -> float:
+    """The share of one model's samples that gave its top answer: the ModelSwitch switch test.
+
+    ``max_a count_a / (samples + failed)``: an invalid answer and a sample whose request failed both
+    count as dissent. 0 when there is no sample.
+    """
+    counts, _ = _valid_counts(keys)
+    total = len(keys) + failed
+    return max(counts.values()) / total if counts and total else 0.0
 
 
 def beta_confidence(v1: float, v2: float) -> float:
@@ -174,33 +205,72 @@ def stop_reason(t: Tally, drawn: int, budget: int, rule: StopRule, confidence: f
     raise ValueError(f"unknown stopping rule {rule!r}; one of {', '.join(STOP_RULES)}")
 
 
+@dataclass
+class SwitchDecision:
+    """ModelSwitch's decision: the tally that decides and how it was reached.
+
+    ``consistent``: the position of the first model whose answers were consistent (``None``: none
+    was); the vote covers models ``0 … used - 1``. ``stood``: model 1 was consistent, so its own
+    answer stands. ``shares`` and ``weights``: per model, its consistency share and the weight its
+    votes got in the pooled vote (consistency weight × prior for ``entropy``, the prior for ``plain``).
+    """
+
+    tally: Tally
+    consistent: int | None
+    used: int
+    shares: list[float]
+    weights: list[float]
+
+    @property
+    def stood(self) -> bool:
+        return self.consistent == 0
+
+
 def switch_vote(keys_by_model: Sequence[Sequence[str | None]], indices_by_model: Sequence[Sequence[int]] | None = None,
                 threshold: float = 0.8, vote: Literal["plain", "entropy"] = "plain",
-                weights_by_model: Sequence[Sequence[float]] | None = None) -> tuple[Tally, bool]:
-    """ModelSwitch's decision over the samples drawn so far: (the tally that decides, model 1 stood?).
+                weights_by_model: Sequence[Sequence[float]] | None = None,
+                prior_weights: Sequence[float] | None = None,
+                failed_by_model: Sequence[int] | None = None) -> SwitchDecision:
+    """ModelSwitch (Chen et al. 2025) over the samples each model gave, models in rank order.
 
-    Model 1's top answer stands when it holds ≥ ``threshold`` of model 1's samples (an invalid
-    answer counts as dissent); otherwise
-    every model's samples are pooled, each model's votes weighted by its consistency when
-    ``vote == "entropy"``. Indices default to model j's sample i being numbered after all of model
-    j-1's, so ties go to the better-ranked model.
+    Models are taken in turn, as the sequential form samples them: the first model ``j`` whose
+    answers are *consistent* — its top answer holds ≥ ``threshold`` of its samples, invalid answers
+    and failed requests (``failed_by_model``) counting as dissent (:func:`consistency_share`) — ends
+    the vote, which then covers models ``1 … j``; when none is consistent it covers all. Model 1
+    consistent means its own answer stands.
+
+    The pooled vote gives each answer ``a`` the score ``Σ_m count_m(a) × w_m × π_m``: ``π_m`` the
+    model's prior weight (``prior_weights``, default 1 each) and ``w_m`` its consistency weight
+    ``b + (1 - b)(1 - H_m / log d_m)`` (:func:`consistency_weight`) for ``vote="entropy"``, 1 for
+    ``"plain"``; ``weights_by_model`` (per-sample logprob weights) multiply in. Ties go to the answer
+    whose first sample is numbered earliest; indices default to model j's samples numbered after
+    model j-1's, so ties go to the better-ranked model (the reference picks the first answer met).
     """
+    m = len(keys_by_model)
     if indices_by_model is None:
         indices_by_model, start = [], 0
         for ks in keys_by_model:
             indices_by_model.append(list(range(start, start + len(ks))))
             start += len(ks)
-    first = tally(keys_by_model[0], weights_by_model[0] if weights_by_model else None, indices_by_model[0])
-    # a sample without a valid answer counts against model 1's consistency
-    if first.valid and first.share_of_samples >= threshold:
-        return first, True
+    priors = [1.0] * m if prior_weights is None else [float(w) for w in prior_weights]
+    if len(priors) < m:
+        raise ValueError(f"prior_weights has {len(priors)} weight(s) for {m} models")
+    failed = [0] * m if failed_by_model is None else list(failed_by_model)
+    shares = [consistency_share(ks, failed[j]) for j, ks in enumerate(keys_by_model)]
+    consistent = next((j for j, (ks, s) in enumerate(zip(keys_by_model, shares))
+                       if any(k is not None for k in ks) and s >= threshold), None)
+    weights = [(consistency_weight(ks) if vote == "entropy" else 1.0) * priors[j]
+               for j, ks in enumerate(keys_by_model)]
+    if consistent == 0:
+        first = tally(keys_by_model[0], weights_by_model[0] if weights_by_model else None, indices_by_model[0])
+        return SwitchDecision(first, 0, 1, shares, weights)
+    used = m if consistent is None else consistent + 1
     keys: list[str | None] = []
-    weights: list[float] = []
+    ws: list[float] = []
     idx: list[int] = []
-    for j, ks in enumerate(keys_by_model):
-        cw = consistency_weight(ks) if vote == "entropy" else 1.0
-        for i, k in enumerate(ks):
+    for j in range(used):
+        for i, k in enumerate(keys_by_model[j]):
             keys.append(k)
-            weights.append(cw * (weights_by_model[j][i] if weights_by_model else 1.0))
+            ws.append(weights[j] * (weights_by_model[j][i] if weights_by_model else 1.0))
             idx.append(indices_by_model[j][i])
-    return tally(keys, weights, idx), False
+    return SwitchDecision(tally(keys, ws, idx), consistent, used, shares, weights)

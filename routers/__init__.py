@@ -7,6 +7,11 @@ Public API (imported lazily, so ``import junto.routers`` stays cheap)::
     decision = router.route("What is 17 * 23?", candidates=["qwen", "gemma"])
     decision.chosen, decision.ranked, decision.latency_ms, decision.details
     router.route_batch([...]); router.models
+    router.blocking      # True: the embedder is torch (minilm/st:...) → route in asyncio.to_thread
+    router.warm()        # load the embedder now (blocking; do it at start-up)
+
+Routing embeds the query in memory and writes nothing to disk; the on-disk embedding cache serves
+batch work (fit, eval) only.
 
 Methods (registered by name): ``avengers``, ``avengers-pro`` (junto.routers.avengers) and
 ``knn``, ``mlp``, ``svm`` (junto.routers.fusion, FusionFactory's query-level routers).

@@ -8,6 +8,11 @@ A router artifact is a directory written atomically (temp dir + rename):
 
 Nothing is pickled; loading reads JSON and numpy arrays only, and imports torch only when the
 artifact's embedder needs it (sentence-transformers). Routers are registered by method name.
+
+Routing records may carry, beside each model's score, what answering cost: ``usage`` maps a model
+to ``{"prompt_tokens", "completion_tokens", "latency_s", "cost"}`` (any of them; ``junto route
+calibrate`` writes all four, cost in US dollars from the pool's prices). Records without it load as
+before. Only ``cost`` is used in fitting (Avengers-Pro's per-cluster realized cost).
 """
 
 from __future__ import annotations
@@ -44,20 +49,29 @@ class RoutingDecision:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "latency_s", "cost")
+
+
 @dataclass
 class Records:
-    """Routing records: questions and each model's score on them (the shared data's format)."""
+    """Routing records: questions and each model's score on them (the shared data's format).
+
+    ``realized_costs`` (n × M, NaN where unknown) is the cost each model's answer actually had,
+    from the records' ``usage``; None when no record carries any cost.
+    """
 
     questions: list[str]
     models: list[str]
     scores: np.ndarray  # n × M
+    realized_costs: np.ndarray | None = None  # n × M, NaN = unknown
 
     def __len__(self) -> int:
         return len(self.questions)
 
     def subset(self, idx: Sequence[int]) -> Records:
         idx = list(idx)
-        return Records([self.questions[i] for i in idx], self.models, self.scores[idx])
+        rc = None if self.realized_costs is None else self.realized_costs[idx]
+        return Records([self.questions[i] for i in idx], self.models, self.scores[idx], rc)
 
     def select_models(self, models: Sequence[str]) -> Records:
         missing = [m for m in models if m not in self.models]
@@ -65,7 +79,21 @@ class Records:
             raise ConfigError(f"the records have no scores for model(s) {', '.join(missing)}",
                               hint=f"the records score: {', '.join(self.models)}")
         cols = [self.models.index(m) for m in models]
-        return Records(self.questions, list(models), self.scores[:, cols])
+        rc = None if self.realized_costs is None else self.realized_costs[:, cols]
+        return Records(self.questions, list(models), self.scores[:, cols], rc)
+
+    @property
+    def has_realized_costs(self) -> bool:
+        """True when every model has a realized cost on at least one record (enough to use them)."""
+        rc = self.realized_costs
+        return rc is not None and len(rc) > 0 and bool(np.isfinite(rc).any(axis=0).all())
+
+    def mean_realized_costs(self) -> dict[str, float] | None:
+        """Each model's mean realized cost over the records that carry one; None unless :attr:`has_realized_costs`."""
+        if not self.has_realized_costs:
+            return None
+        assert self.realized_costs is not None
+        return {m: float(v) for m, v in zip(self.models, np.nanmean(self.realized_costs, axis=0))}
 
     def data_hash(self) -> str:
         h = hashlib.sha256()
@@ -73,17 +101,53 @@ class Records:
         for q, row in zip(self.questions, self.scores):
             h.update(q.encode("utf-8"))
             h.update(np.asarray(row, dtype=np.float64).tobytes())
+        if self.realized_costs is not None:  # records without costs hash as they always did
+            h.update(b"realized_costs")
+            h.update(np.asarray(self.realized_costs, dtype=np.float64).tobytes())
         return h.hexdigest()[:16]
 
 
+def _parse_usage(usage: Any, models: list[str], where: str) -> list[float]:
+    """A record's ``usage`` → its realized cost per model (NaN where none); validates every field."""
+    costs = [float("nan")] * len(models)
+    if usage is None:
+        return costs
+    if not isinstance(usage, dict):
+        raise ConfigError(f"{where}: 'usage' is not an object",
+                          hint='"usage": {"model": {"prompt_tokens": 12, "completion_tokens": 40, '
+                               '"latency_s": 0.8, "cost": 0.0001}}')
+    for m, u in usage.items():
+        if m not in models:
+            raise ConfigError(f"{where}: 'usage' names model {m!r}, which the record does not score",
+                              hint="usage keys must be models of 'scores'")
+        if u is None:
+            continue
+        if not isinstance(u, dict):
+            raise ConfigError(f"{where}: usage of {m!r} is not an object", hint=f"fields: {', '.join(USAGE_FIELDS)}")
+        for f in USAGE_FIELDS:
+            v = u.get(f)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+                raise ConfigError(f"{where}: usage {f} of {m!r} is {v!r}", hint="usage values are non-negative numbers")
+        if u.get("cost") is not None:
+            costs[models.index(m)] = float(u["cost"])
+    return costs
+
+
 def parse_records(items: Any, source: str = "<records>") -> Records:
-    """Validate ``[{"question": str, "scores": {model: number}}, ...]``; every record must score the same models."""
+    """Validate ``[{"question": str, "scores": {model: number}, "usage"?: {model: {...}}}, ...]``.
+
+    Every record must score the same models. ``usage`` is optional per record and per model
+    (``usages``, the Avengers-Pro reference's name, is read too); see the module docstring.
+    """
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{source}: expected a non-empty list of records",
                           hint='each record is {"question": "...", "scores": {"model": 0.0-1.0, ...}}')
     models: list[str] | None = None
     questions: list[str] = []
     rows: list[list[float]] = []
+    cost_rows: list[list[float]] = []
     for i, rec in enumerate(items):
         where = f"{source}: record {i + 1}"
         if not isinstance(rec, dict):
@@ -112,8 +176,11 @@ def parse_records(items: Any, source: str = "<records>") -> Records:
             row.append(float(v))
         questions.append(q)
         rows.append(row)
+        cost_rows.append(_parse_usage(rec.get("usage", rec.get("usages")), models, where))
     assert models is not None
-    return Records(questions, models, np.asarray(rows, dtype=np.float64))
+    realized = np.asarray(cost_rows, dtype=np.float64)
+    return Records(questions, models, np.asarray(rows, dtype=np.float64),
+                   realized if np.isfinite(realized).any() else None)
 
 
 def load_records(path: str | os.PathLike[str]) -> Records:
@@ -177,10 +244,22 @@ class RouterConfig(BaseModel):
 
 
 class Router:
-    """Base class: subclasses implement ``_fit`` (build arrays) and ``_scores`` (embeddings → scores)."""
+    """Base class: subclasses implement ``_fit`` (build arrays) and ``_scores`` (embeddings → scores).
+
+    ``blocking`` (property): True when routing one query is heavy enough to keep off an event loop,
+    i.e. the artifact's embedder is a sentence-transformers model (``minilm``, ``st:...``: a torch
+    forward pass per query); False for the static model2vec embedder (~0.1 ms). Async callers run
+    :meth:`route` in ``asyncio.to_thread`` when it is True. It is read from the artifact without
+    loading the embedder; :meth:`warm` loads it (always blocking: call it at start-up, off the loop).
+    Routing never writes to disk: the query is embedded in memory (``Embedder.encode_one``).
+
+    Ties in the final score go to the cheaper model (``costs``), then to model order; a router
+    with ``tie_break_by_name`` (Avengers-Pro) breaks the last tie by model name instead.
+    """
 
     method: ClassVar[str]
     Config: ClassVar[type[RouterConfig]]
+    tie_break_by_name: ClassVar[bool] = False
 
     def __init__(self, meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path | None = None):
         self.meta = meta
@@ -192,6 +271,10 @@ class Router:
         self.cost_vector = np.array([self.costs[m] for m in self.models])
         self.embedder_spec: dict[str, Any] = meta["embedder"]
         self.best_single: str = meta["best_single"]
+        # the last tie-break key of each model: its name's rank (tie_break_by_name) or its position
+        by_name = {m: r for r, m in enumerate(sorted(self.models))}
+        self.tie_rank = (np.array([by_name[m] for m in self.models]) if self.tie_break_by_name
+                         else np.arange(len(self.models)))
         self._embedder = None
         self._setup()
 
@@ -240,6 +323,17 @@ class Router:
         raise NotImplementedError
 
     @property
+    def blocking(self) -> bool:
+        """True when the embedder is a torch/sentence-transformers model: route in a worker thread."""
+        from junto.routers.embeddings import spec_is_blocking
+
+        return spec_is_blocking(self.embedder_spec)
+
+    def warm(self) -> None:
+        """Load the embedder now (blocking: ~1 s for MiniLM; the static model may be distilled once)."""
+        _ = self.embedder
+
+    @property
     def embedder(self):
         if self._embedder is None:
             from junto.routers.embeddings import get_embedder
@@ -257,8 +351,8 @@ class Router:
             if not idx:
                 raise ConfigError(f"none of the candidates ({', '.join(candidates) or 'none'}) is a model of this router",
                                   hint=f"the router knows: {', '.join(self.models)}")
-        # best first; ties go to the cheaper model, then to model order
-        order = sorted(idx, key=lambda i: (-float(scores[i]), self.cost_vector[i], i))
+        # best first; ties go to the cheaper model, then to model order (or name: tie_break_by_name)
+        order = sorted(idx, key=lambda i: (-float(scores[i]), self.cost_vector[i], self.tie_rank[i]))
         if top_n is not None:
             order = order[:max(1, top_n)]
         ranked = [(self.models[i], float(scores[i])) for i in order]
@@ -278,12 +372,13 @@ class Router:
     def choose_indices(self, emb: np.ndarray) -> np.ndarray:
         """Index of the chosen model for each embedded query (vectorized; for evaluation)."""
         scores, _ = self._scores(np.asarray(emb, dtype=np.float32))
-        # ties → cheaper model → lower index, like _decide
-        key = np.lexsort((np.arange(len(self.models))[None, :].repeat(len(scores), 0),
+        # ties → cheaper model → tie rank (index or name), like _decide
+        key = np.lexsort((self.tie_rank[None, :].repeat(len(scores), 0),
                           self.cost_vector[None, :].repeat(len(scores), 0), -scores), axis=1)
         return key[:, 0]
 
     def route(self, query: str, *, top_n: int | None = None, candidates: list[str] | None = None) -> RoutingDecision:
+        """Rank the models for one query; the query is embedded in memory only (nothing written to disk)."""
         if not isinstance(query, str):
             raise ConfigError("a query to route must be a string")
         embedder = self.embedder  # loaded outside the timed part

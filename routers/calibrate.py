@@ -5,8 +5,17 @@ The dataset is JSONL, one item per line::
     {"id": "q1", "question": "...", "answer": "B" | ["Paris", "paris, france"], "metric": "mc",
      "choices": ["...", "..."]}          # choices only for metric "mc"
 
-``metric`` is one of :data:`junto.routers.grading.METRICS`. The output is the shared routing
-format, one JSON object per line: ``{"question": ..., "scores": {deployment: score}}``.
+``metric`` is one of :data:`junto.answers.METRICS`. The output is the shared routing
+format, one JSON object per line, with what each answer cost beside its score::
+
+    {"question": ..., "scores": {deployment: score},
+     "usage": {deployment: {"prompt_tokens": 31, "completion_tokens": 58, "latency_s": 0.42, "cost": 0.0}}}
+
+``cost`` is in US dollars from the deployment's ``price`` in the pool file (0 for a local model
+without one); tokens are the server's counts. Avengers-Pro ranks by these realized costs
+(:mod:`junto.routers.avengers`); readers that know only ``scores`` ignore ``usage``. Progress
+lines written before usage was recorded lack some of these fields: their records then carry only
+what is known (or no ``usage`` at all), and still load.
 
 Resumable: every graded (item, deployment) pair is appended to ``<out>.progress.jsonl`` and
 fsynced before the next one starts, so an interrupted run loses at most the answers in flight and a
@@ -25,9 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from junto.answers import METRICS, grade
 from junto.errors import ConfigError
 from junto.paths import atomic_write_text
-from junto.routers.grading import METRICS, grade
+from junto.routers.base import USAGE_FIELDS
 
 
 @dataclass
@@ -102,17 +112,40 @@ def score_answer(item: Item, text: str) -> float:
     return grade(item.metric, text, item.answer, n_choices=len(item.choices or []) or 5)
 
 
-def read_progress(path: Path) -> dict[tuple[str, str], float]:
-    """Graded pairs so far; a torn or foreign line is skipped, not fatal."""
-    done: dict[tuple[str, str], float] = {}
+@dataclass
+class Graded:
+    """One graded answer: its score and, when known, what it cost (None = not recorded)."""
+
+    score: float
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    cost: float | None = None
+
+    def usage(self) -> dict[str, int | float]:
+        """The known usage fields, as the records' ``usage`` entry for this answer."""
+        return {f: getattr(self, f) for f in USAGE_FIELDS if getattr(self, f) is not None}
+
+
+def _number(v: Any, kind: type) -> Any:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < 0:
+        return None
+    return kind(v)
+
+
+def read_progress(path: Path) -> dict[tuple[str, str], Graded]:
+    """Graded pairs so far; a torn or foreign line is skipped, not fatal; missing usage fields are None."""
+    done: dict[tuple[str, str], Graded] = {}
     if not path.is_file():
         return done
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
                 d = json.loads(line)
-                done[(d["item"], d["deployment"])] = float(d["score"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                done[(d["item"], d["deployment"])] = Graded(
+                    float(d["score"]), _number(d.get("prompt_tokens"), int), _number(d.get("completion_tokens"), int),
+                    _number(d.get("latency_s"), float), _number(d.get("cost"), float))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
                 continue
     return done
 
@@ -134,7 +167,9 @@ async def calibrate(client, deployments: list[str], items: list[Item], out: Path
 
     ``client`` is a :class:`junto.pool.client.PoolClient`. Deployments answer one item concurrently
     (each behind its own server); items go one after another so progress is saved steadily.
-    Returns a summary: pairs done now, pairs skipped (resumed), per-deployment mean score.
+    Each progress line and record keeps the answer's prompt and completion tokens, latency and
+    cost. Returns a summary: pairs done now, pairs skipped (resumed), per-deployment mean score,
+    and per-deployment mean cost, completion tokens and latency over the answers that recorded them.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +180,7 @@ async def calibrate(client, deployments: list[str], items: list[Item], out: Path
         for it in items:
             for d in deployments:
                 if (it.key, d) in done:
-                    on_result(it, d, done[(it.key, d)], True)
+                    on_result(it, d, done[(it.key, d)].score, True)
     new = 0
     with open(prog, "a", encoding="utf-8") as fh:
         for it in items:
@@ -157,14 +192,32 @@ async def calibrate(client, deployments: list[str], items: list[Item], out: Path
                                                          seed=seed) for d in todo))
             for d, res in zip(todo, results):
                 s = score_answer(it, res.text)
+                g = Graded(s, int(res.usage.prompt_tokens), int(res.usage.completion_tokens),
+                           round(float(res.latency_s), 3), float(res.cost_usd))
                 _append(fh, {"item": it.key, "id": it.id, "deployment": d, "score": s, "answer": res.text[:2000],
-                             "completion_tokens": res.usage.completion_tokens, "latency_s": round(res.latency_s, 3)})
-                done[(it.key, d)] = s
+                             **g.usage(), "usage_estimated": bool(getattr(res.usage, "estimated", False))})
+                done[(it.key, d)] = g
                 new += 1
                 if on_result:
                     on_result(it, d, s, False)
-    records = [{"question": it.question, "scores": {d: done[(it.key, d)] for d in deployments}} for it in items]
+    records = []
+    for it in items:
+        rec: dict[str, Any] = {"question": it.question, "scores": {d: done[(it.key, d)].score for d in deployments}}
+        usage = {d: u for d in deployments if (u := done[(it.key, d)].usage())}
+        if usage:
+            rec["usage"] = usage
+        records.append(rec)
     atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     means = {d: sum(r["scores"][d] for r in records) / len(records) for d in deployments}
-    return {"records": len(records), "graded_now": new, "resumed": skipped, "mean_score": means, "out": str(out),
-            "progress": str(prog)}
+
+    def mean_of(field: str) -> dict[str, float]:
+        out_: dict[str, float] = {}
+        for d in deployments:
+            vals = [v for it in items if (v := getattr(done[(it.key, d)], field)) is not None]
+            if vals:
+                out_[d] = sum(vals) / len(vals)
+        return out_
+
+    return {"records": len(records), "graded_now": new, "resumed": skipped, "mean_score": means,
+            "mean_cost": mean_of("cost"), "mean_completion_tokens": mean_of("completion_tokens"),
+            "mean_latency_s": mean_of("latency_s"), "out": str(out), "progress": str(prog)}

@@ -1,4 +1,4 @@
-"""Query embeddings for routing and memory: batched, L2-normalized, cached on disk, never online.
+"""Query embeddings for routing and memory: L2-normalized, batched and disk-cached offline, in memory online.
 
 Two kinds of embedder, chosen by a spec string (the CLI's ``--embedder``) or a dict (stored in
 router artifacts):
@@ -10,9 +10,22 @@ router artifacts):
   kept in junto's cache dir. Encoding a query is a token lookup and a mean (~0.1 ms) and imports
   no torch. ``m2v:<path>`` loads any saved model2vec model.
 
-:class:`EmbeddingCache` keeps vectors on disk keyed by embedder id and text hash. Each write
-is a new immutable shard file written to a temp name and renamed into place, so concurrent writers
-never clobber each other and an interrupted write leaves nothing a reader can see.
+Two paths, kept apart on purpose:
+
+* **Online** (one user query: routing, thought-template search): :meth:`Embedder.encode_one`. It
+  runs in memory only: nothing is read from or written to disk, and no user text or vector is kept.
+  ``Embedder.blocking`` (and :func:`spec_is_blocking`) says whether one such call is heavy enough to
+  belong off an event loop: True for sentence-transformers (torch, milliseconds of CPU per query),
+  False for the static model2vec table (~0.1 ms).
+* **Batch / offline** (fitting, evaluation, calibration data, benchmarks): :func:`embed`, which reads
+  and fills :class:`EmbeddingCache`, the on-disk cache keyed by embedder id and text hash. Each
+  write is a new immutable shard file written to a temp name and renamed into place, so concurrent
+  writers never clobber each other and an interrupted write leaves nothing a reader can see.
+
+Every in-process cache here is bounded: :class:`EmbeddingCache` holds at most
+``EmbeddingCache.MEMORY_ITEMS`` vectors in memory (least recently used dropped first; dropped ones are
+read back from disk on demand), and the per-process tables of loaded embedders and of open caches
+hold at most :data:`MAX_EMBEDDERS` and :data:`MAX_OPEN_CACHES` entries.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ import secrets
 import threading
 import time
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +54,10 @@ log = logging.getLogger(__name__)
 
 #: pca dimensions of the distilled static model (model2vec's own default)
 STATIC_PCA_DIMS = 256
+#: most embedders kept loaded per process (least recently used dropped first)
+MAX_EMBEDDERS = 8
+#: most on-disk caches kept open per process (one per embedder and cache root)
+MAX_OPEN_CACHES = 8
 Progress = Callable[[int, int], None]
 
 
@@ -80,10 +98,17 @@ def text_key(text: str) -> str:
 # -- embedders ------------------------------------------------------------------------------------
 
 class Embedder:
-    """Turns texts into L2-normalized float32 vectors. ``id`` names the vector space (cache key)."""
+    """Turns texts into L2-normalized float32 vectors. ``id`` names the vector space (cache key).
+
+    ``blocking``: True when encoding one query is heavy CPU work (a transformer forward pass under
+    torch) that should run in a worker thread (``asyncio.to_thread``) rather than on an event loop;
+    False when it is a sub-millisecond table lookup (model2vec). It describes the per-query cost
+    once the model is loaded; loading itself (:meth:`warm`) always blocks.
+    """
 
     id: str
     spec: dict[str, Any]
+    blocking: bool = True
 
     @property
     def dim(self) -> int:
@@ -93,6 +118,7 @@ class Embedder:
         raise NotImplementedError
 
     def encode_one(self, text: str) -> np.ndarray:
+        """The online path: one query, in memory only (no disk cache read or written)."""
         return self.encode([text])[0]
 
     def warm(self) -> None:
@@ -100,7 +126,12 @@ class Embedder:
 
 
 class SentenceTransformerEmbedder(Embedder):
-    """Any sentence-transformers model on disk; default the packaged all-MiniLM-L6-v2."""
+    """Any sentence-transformers model on disk; default the packaged all-MiniLM-L6-v2.
+
+    ``blocking`` is True: each query is a torch forward pass (milliseconds of CPU).
+    """
+
+    blocking = True
 
     def __init__(self, model: str | None = None):
         _offline()
@@ -191,7 +222,12 @@ _MAX_TOKENS = 512  # model2vec's default truncation in encode()
 
 
 class StaticEmbedder(Embedder):
-    """model2vec static embeddings: a lookup table, ~0.1 ms per query, no torch at inference."""
+    """model2vec static embeddings: a lookup table, ~0.1 ms per query, no torch at inference.
+
+    ``blocking`` is False: a query costs a tokenization and a mean, cheap enough for an event loop.
+    """
+
+    blocking = False
 
     def __init__(self, path: str | None = None, progress: Callable[[str], None] | None = None):
         self.distilled = path is None
@@ -254,7 +290,7 @@ class StaticEmbedder(Embedder):
         return _normalize(self._model.encode([text], show_progress_bar=False))[0]
 
 
-_EMBEDDERS: dict[str, Embedder] = {}
+_EMBEDDERS: OrderedDict[str, Embedder] = OrderedDict()  # at most MAX_EMBEDDERS, least recently used dropped
 _EMBEDDERS_LOCK = threading.Lock()
 
 
@@ -284,13 +320,20 @@ def parse_embedder_spec(spec: str | dict[str, Any] | None) -> dict[str, Any]:
                            "or 'm2v:<model2vec folder>'")
 
 
+def spec_is_blocking(spec: str | dict[str, Any] | None) -> bool:
+    """Whether an embedder of this spec is ``blocking`` (see :class:`Embedder`), without loading it."""
+    return parse_embedder_spec(spec)["kind"] in ("minilm", "sentence-transformers")
+
+
 def get_embedder(spec: str | dict[str, Any] | None = None, progress: Callable[[str], None] | None = None) -> Embedder:
-    """One shared embedder per spec per process (loading MiniLM costs ~1 s)."""
+    """One shared embedder per spec per process (loading MiniLM costs ~1 s); at most MAX_EMBEDDERS kept."""
     parsed = parse_embedder_spec(spec)
     key = json.dumps(parsed, sort_keys=True)
     with _EMBEDDERS_LOCK:
         emb = _EMBEDDERS.get(key)
-        if emb is None:
+        if emb is not None:
+            _EMBEDDERS.move_to_end(key)
+        else:
             kind = parsed["kind"]
             if kind == "minilm":
                 emb = SentenceTransformerEmbedder()
@@ -301,6 +344,8 @@ def get_embedder(spec: str | dict[str, Any] | None = None, progress: Callable[[s
             else:
                 emb = StaticEmbedder(parsed["model"])
             _EMBEDDERS[key] = emb
+            while len(_EMBEDDERS) > MAX_EMBEDDERS:
+                _EMBEDDERS.popitem(last=False)  # its users keep their own reference
     return emb
 
 
@@ -309,70 +354,109 @@ def get_embedder(spec: str | dict[str, Any] | None = None, progress: Callable[[s
 class EmbeddingCache:
     """Vectors on disk under ``root/<embedder id>/``, one immutable ``.npz`` shard per write.
 
+    For batch/offline embedding only (see the module docstring); online queries never come here.
     Readers see a shard only once it is complete (temp name + ``os.replace``). Shards are merged
-    when there are many, under a file lock, and a shard removed by a merge between listing and
-    reading is simply skipped: its vectors live on in the merged shard.
+    when there are more than ``MERGE_AT``, under a file lock, and a shard removed by a merge between
+    listing and reading is simply skipped: its vectors live on in the merged shard.
+
+    In memory it keeps at most ``memory_items`` vectors (default ``MEMORY_ITEMS`` = 50,000, about
+    75 MB at 384 dimensions), least recently used dropped first; a miss reads the shards again
+    (only the rows asked for are kept). A single :meth:`get_many` may return more vectors than the
+    bound: they are handed back, not all kept.
     """
 
     MERGE_AT = 32
+    MEMORY_ITEMS = 50_000
 
-    def __init__(self, embedder_id: str, root: Path | None = None):
+    def __init__(self, embedder_id: str, root: Path | None = None, memory_items: int | None = None):
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", embedder_id)[:80]
         self.dir = (root or cache_dir() / "embeddings" / "vectors") / f"{safe}-{hashlib.sha256(embedder_id.encode()).hexdigest()[:8]}"
         self.embedder_id = embedder_id
-        self._vecs: dict[str, np.ndarray] = {}
-        self._seen: set[str] = set()
+        self.memory_items = max(1, int(memory_items or self.MEMORY_ITEMS))
+        self._vecs: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._bad: set[str] = set()  # unreadable shard names, warned about once
+        self._lock = threading.RLock()
 
     def _shards(self) -> list[Path]:
         if not self.dir.is_dir():
             return []
         return sorted(p for p in self.dir.glob("shard-*.npz"))
 
-    def refresh(self) -> None:
-        for path in self._shards():
-            if path.name in self._seen:
+    def _remember(self, key: str, vec: np.ndarray) -> None:
+        self._vecs[key] = vec
+        self._vecs.move_to_end(key)
+        while len(self._vecs) > self.memory_items:
+            self._vecs.popitem(last=False)
+
+    def _read(self, shards: Sequence[Path], wanted: set[str] | None) -> dict[str, np.ndarray]:
+        """The vectors of ``wanted`` keys (every key when None) found in ``shards``."""
+        found: dict[str, np.ndarray] = {}
+        for path in shards:
+            if path.name in self._bad:
                 continue
             try:
                 with np.load(path, allow_pickle=False) as z:
-                    keys, vecs = z["keys"], z["vecs"]
+                    keys = z["keys"].tolist()
+                    rows = range(len(keys)) if wanted is None else [i for i, k in enumerate(keys) if k in wanted]
+                    if not rows:
+                        continue
+                    vecs = z["vecs"]
+                    for i in rows:
+                        found[keys[i]] = np.array(vecs[i], dtype=np.float32)  # a copy: no view pins the shard
             except FileNotFoundError:
                 continue  # merged away since listing
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as exc:
                 log.warning("skipping unreadable embedding cache shard %s: %s", path, exc)
-                self._seen.add(path.name)
-                continue
-            for k, v in zip(keys.tolist(), vecs):
-                self._vecs[k] = v
-            self._seen.add(path.name)
+                self._bad.add(path.name)
+        return found
+
+    def refresh(self) -> None:
+        """Load every shard's vectors into memory (up to the memory bound)."""
+        with self._lock:
+            for k, v in self._read(self._shards(), None).items():
+                self._remember(k, v)
 
     def __len__(self) -> int:
+        """Vectors held in memory now (never more than ``memory_items``)."""
         return len(self._vecs)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        if any(k not in self._vecs for k in keys):
-            self.refresh()
-        return {k: self._vecs[k] for k in keys if k in self._vecs}
+        with self._lock:
+            out: dict[str, np.ndarray] = {}
+            missing: set[str] = set()
+            for k in keys:
+                v = self._vecs.get(k)
+                if v is None:
+                    missing.add(k)
+                else:
+                    self._vecs.move_to_end(k)
+                    out[k] = v
+            if missing:
+                for k, v in self._read(self._shards(), missing).items():
+                    out[k] = v
+                    self._remember(k, v)
+            return out
 
     def put_many(self, keys: Sequence[str], vecs: np.ndarray) -> None:
         if len(keys) == 0:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        name = f"shard-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npz"
-        tmp = self.dir / f".tmp-{name}"
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, keys=np.asarray(list(keys), dtype="U32"), vecs=np.asarray(vecs, dtype=np.float32))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.dir / name)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        for k, v in zip(keys, vecs):
-            self._vecs[k] = np.asarray(v, dtype=np.float32)
-        self._seen.add(name)
-        if len(self._shards()) > self.MERGE_AT:
-            self._merge()
+        with self._lock:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            name = f"shard-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npz"
+            tmp = self.dir / f".tmp-{name}"
+            try:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, keys=np.asarray(list(keys), dtype="U32"), vecs=np.asarray(vecs, dtype=np.float32))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.dir / name)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+            for k, v in zip(keys, vecs):
+                self._remember(k, np.asarray(v, dtype=np.float32))
+            if len(self._shards()) > self.MERGE_AT:
+                self._merge()
 
     def _merge(self) -> None:
         with open(self.dir / ".merge.lock", "w") as lock:
@@ -383,33 +467,49 @@ class EmbeddingCache:
             shards = self._shards()
             if len(shards) <= self.MERGE_AT:
                 return
-            self.refresh()
-            keys = list(self._vecs)
+            merged = self._read(shards, None)  # exactly the shards deleted below; newer ones stay as they are
+            if not merged:
+                return
+            keys = list(merged)
             name = f"shard-{time.time_ns():020d}-{os.getpid()}-merged.npz"
             tmp = self.dir / f".tmp-{name}"
             with open(tmp, "wb") as fh:
-                np.savez(fh, keys=np.asarray(keys, dtype="U32"), vecs=np.stack([self._vecs[k] for k in keys]))
+                np.savez(fh, keys=np.asarray(keys, dtype="U32"), vecs=np.stack([merged[k] for k in keys]))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.dir / name)
-            self._seen.add(name)
             for p in shards:
                 p.unlink(missing_ok=True)
 
 
-_CACHES: dict[str, EmbeddingCache] = {}
+_CACHES: OrderedDict[str, EmbeddingCache] = OrderedDict()  # at most MAX_OPEN_CACHES, least recently used dropped
+_CACHES_LOCK = threading.Lock()
+
+
+def _open_cache(embedder: Embedder, cache_root: Path | None) -> EmbeddingCache:
+    ckey = f"{embedder.id}|{cache_root}"
+    with _CACHES_LOCK:
+        cache = _CACHES.get(ckey)
+        if cache is None:
+            cache = _CACHES[ckey] = EmbeddingCache(embedder.id, cache_root)
+            while len(_CACHES) > MAX_OPEN_CACHES:
+                _CACHES.popitem(last=False)
+        else:
+            _CACHES.move_to_end(ckey)
+        return cache
 
 
 def embed(texts: Sequence[str], embedder: Embedder, *, use_cache: bool = True, batch_size: int = 64,
           progress: Progress | None = None, cache_root: Path | None = None) -> np.ndarray:
-    """Embed ``texts`` (n × dim, normalized), reading and filling the on-disk cache."""
+    """Embed a batch of ``texts`` (n × dim, normalized), reading and filling the on-disk cache.
+
+    For batch and offline work (fit, eval, benchmarks): every text not yet cached is written to
+    disk. Online single queries use :meth:`Embedder.encode_one` instead, which touches no disk.
+    """
     texts = list(texts)
     if not use_cache:
         return embedder.encode(texts, batch_size=batch_size, progress=progress)
-    ckey = f"{embedder.id}|{cache_root}"
-    cache = _CACHES.get(ckey)
-    if cache is None:
-        cache = _CACHES[ckey] = EmbeddingCache(embedder.id, cache_root)
+    cache = _open_cache(embedder, cache_root)
     keys = [text_key(t) for t in texts]
     found = cache.get_many(keys)
     missing_idx = [i for i, k in enumerate(keys) if k not in found]

@@ -35,33 +35,70 @@ def cluster_means(labels: np.ndarray, scores: np.ndarray, n_clusters: int) -> tu
     return means, counts
 
 
-def ranks_desc(table: np.ndarray) -> np.ndarray:
+def ranks_desc(table: np.ndarray, costs: np.ndarray | None = None, tie_rank: np.ndarray | None = None) -> np.ndarray:
     """0-based rank of each model within each row, best (highest value) first.
 
-    Ties keep model order (a stable sort), as Avengers' ``sorted(..., reverse=True)`` does.
+    Without tie-breaks, ties keep model order (a stable sort), as Avengers' ``sorted(..., reverse=True)``
+    does. With them, ties go to the lower ``costs`` (shape M, or K × M per row), then to the lower
+    ``tie_rank`` (shape M: e.g. each model's rank by name), then to model order.
     """
-    order = np.argsort(-np.asarray(table, dtype=np.float64), axis=1, kind="stable")
+    table = np.asarray(table, dtype=np.float64)
+    if costs is None and tie_rank is None:
+        order = np.argsort(-table, axis=1, kind="stable")
+    else:
+        shape = table.shape
+        keys = [np.broadcast_to(np.arange(shape[1]), shape)]
+        if tie_rank is not None:
+            keys.append(np.broadcast_to(np.asarray(tie_rank), shape))
+        if costs is not None:
+            keys.append(np.broadcast_to(np.asarray(costs, dtype=np.float64), shape))
+        keys.append(-table)
+        order = np.lexsort(tuple(keys), axis=1)  # the last key sorts first
     ranks = np.empty_like(order)
     rows = np.arange(order.shape[0])[:, None]
     ranks[rows, order] = np.arange(order.shape[1])[None, :]
     return ranks
 
 
-def balance_table(acc: np.ndarray, costs: np.ndarray, alpha: float) -> np.ndarray:
-    """Avengers-Pro performance–efficiency score per cluster and model.
+def cluster_cost_means(labels: np.ndarray, costs: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Mean realized cost of each model on each cluster's queries (K × M), ignoring unknown (NaN) costs.
 
-    x = α·(acc − min)/(max − min) + (1 − α)·(1 − cost/max_cost), the min/max taken within each
-    cluster; a cluster where every model scores the same gets normalized accuracy 1 (as in the
-    reference code).
+    A (cluster, model) pair with no known cost there — an empty cluster, or records without usage —
+    gets the model's mean over all queries. Every model must have at least one known cost.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    costs = np.asarray(costs, dtype=np.float64)
+    known = np.isfinite(costs)
+    sums = np.zeros((n_clusters, costs.shape[1]))
+    counts = np.zeros((n_clusters, costs.shape[1]))
+    np.add.at(sums, labels, np.where(known, costs, 0.0))
+    np.add.at(counts, labels, known.astype(np.float64))
+    overall = np.where(known, costs, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    return np.divide(sums, counts, out=np.broadcast_to(overall, sums.shape).copy(), where=counts > 0)
+
+
+def balance_table(acc: np.ndarray, costs: np.ndarray, alpha: float) -> np.ndarray:
+    """Avengers-Pro performance–efficiency score per cluster and model (K × M).
+
+    ``acc`` is each model's mean score on each cluster's queries (K × M); ``costs`` is each model's
+    cost, either one per model (M: a price table, the same in every cluster) or per cluster (K × M:
+    the mean realized cost on the cluster's queries). Within each cluster (row):
+
+    * performance is min–max normalized: (acc − min) / (max − min), so the cluster's best model gets 1
+      and its worst 0; when every model scores the same, all get 1 (as in the reference code);
+    * cost is divided by the cluster's largest cost, not min–max normalized: cost score
+      1 − cost / max_cost, so the dearest model gets 0 and a model costing a tenth of it 0.9; when
+      every cost is 0, all get 1;
+    * x = α · performance + (1 − α) · cost score.
     """
     acc = np.asarray(acc, dtype=np.float64)
-    costs = np.asarray(costs, dtype=np.float64)
+    costs = np.broadcast_to(np.asarray(costs, dtype=np.float64), acc.shape)
     lo = acc.min(axis=1, keepdims=True)
     span = acc.max(axis=1, keepdims=True) - lo
     norm_acc = np.divide(acc - lo, span, out=np.ones_like(acc), where=span > 0)
-    max_cost = costs.max()
-    cost_score = 1.0 - costs / max_cost if max_cost > 0 else np.ones_like(costs)
-    return alpha * norm_acc + (1.0 - alpha) * cost_score[None, :]
+    max_cost = costs.max(axis=1, keepdims=True)
+    cost_score = np.divide(costs, max_cost, out=np.zeros_like(costs), where=max_cost > 0)
+    return alpha * norm_acc + (1.0 - alpha) * (1.0 - cost_score)
 
 
 def rank_scores(dists: np.ndarray, cluster_ids: np.ndarray, ranks: np.ndarray, beta: float,

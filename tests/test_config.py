@@ -22,7 +22,7 @@ def test_builtin_embedded_pool_loads():
     dep = pool.default_deployment
     assert dep.backend == "llamacpp" and dep.managed
     assert dep.model == "embedded:smollm2-135m-instruct"
-    assert dep.launch is not None and dep.launch.n_threads == 2
+    assert dep.launch is not None and dep.launch.n_threads == "auto"
 
 
 def test_full_pool_roundtrip(tmp_path):

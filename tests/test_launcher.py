@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from helpers import process_alive, stub_server
 
 from junto.errors import JuntoError, ServerStartError
-from junto.pool.config import parse_pool
+from junto.pool.config import load_pool, parse_pool
 from junto.pool.launcher import Launcher, group_members, probe
 from junto.pool.models import model_path
+from junto.pool.threads import available_cores, pool_thread_plan
 
 
 def embedded_like(name: str = "t", **launch) -> dict:
@@ -29,6 +31,9 @@ def test_up_status_down_leaves_no_process(tmp_path):
     assert probe(endpoints["smol"]) is not None
     (st,) = launcher.status()
     assert st.state == "running" and st.pid == rec.pid
+    assert st.detail == "1 thread"  # the explicit launch.n_threads
+    args = cmdline(rec.pid)
+    assert args[args.index("--n_threads") + 1] == "1" and args[args.index("--n_threads_batch") + 1] == "1"
     # a second `up` adopts the running server instead of starting another
     endpoints2, started2 = launcher.up()
     assert started2 == [] and endpoints2 == endpoints and launcher.records()["smol"].pid == rec.pid
@@ -37,6 +42,31 @@ def test_up_status_down_leaves_no_process(tmp_path):
     assert group_members(rec.pid) == []
     assert launcher.status()[0].state == "stopped"
     assert not list(tmp_path.glob("pools/t/*.json"))
+
+
+def cmdline(pid: int) -> list[str]:
+    return [c.decode() for c in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if c]
+
+
+def test_pair_pool_shares_the_cores_and_says_so(tmp_path):
+    pool = load_pool("embedded-pair")
+    plan = pool_thread_plan(pool.deployments)
+    assert set(plan) == {"smollm2-a", "smollm2-b"}
+    if available_cores() <= 4:
+        assert plan == {"smollm2-a": 1, "smollm2-b": 1}
+    launcher = Launcher(pool, tmp_path)
+    messages: list[str] = []
+    try:
+        launcher.up(progress=messages.append)
+        for name, n in plan.items():
+            args = cmdline(launcher.records()[name].pid)
+            assert args[args.index("--n_threads") + 1] == str(n)
+            assert any(m.startswith(f"{name}: starting llamacpp server") and f"{n} thread" in m and "auto" in m
+                       for m in messages), messages
+            assert any(m.startswith(f"{name}: ready at") and f"({n} thread" in m for m in messages), messages
+        assert {st.detail for st in launcher.status()} == {f"{n} thread{'s' if n != 1 else ''}" for n in plan.values()}
+    finally:
+        launcher.down()
 
 
 def test_crash_at_start_reports_log_tail_and_cleans_up(tmp_path):

@@ -30,12 +30,63 @@ from junto.errors import BackendError, ConfigError, JuntoError
 from junto.facade import Junto, ResultEvent, RoutedEvent, TokenEvent
 from junto.gateway.limits import KeyInfo, KeyStore, RateLimiter
 from junto.gateway.metrics import Metrics
-from junto.gateway.schemas import ChatCompletionRequest
+from junto.gateway.schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ErrorResponse,
+    Health,
+    ModelList,
+    Readiness,
+)
 
 log = logging.getLogger("junto.gateway")
 
 AUTO_MODEL = "junto-auto"
 PREFIX = "junto-"
+
+
+def _error_doc(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+#: what each route can answer besides its success (the OpenAPI document lists them all)
+_AUTH_ERRORS = {401: _error_doc("missing or invalid API key"), 500: _error_doc("internal error (see the gateway log)")}
+#: one server-sent event of a streamed answer: ``data`` is a chat.completion.chunk as JSON, an in-band
+#: error object, or ``[DONE]``
+_SSE_EVENT = {"type": "object", "required": ["data"],
+              "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
+_CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": ChatCompletion, "description": "the answer; with stream=true, server-sent events of "
+                                                  "chat.completion.chunk objects ending in `data: [DONE]`",
+          "content": {"text/event-stream": {"schema": _SSE_EVENT}}},
+    400: _error_doc("invalid request (bad JSON, a field out of range, a message without content, an unknown "
+                    "strategy parameter) or refused by the deployment itself; `param` names the field"),
+    **_AUTH_ERRORS,
+    404: _error_doc("unknown model"),
+    413: _error_doc("request body too large"),
+    429: _error_doc("rate limit reached; see Retry-After"),
+    503: _error_doc("every candidate deployment failed"),
+    504: _error_doc("no answer within the gateway's request timeout"),
+}
+#: the validation statuses FastAPI documents by default (the gateway answers 400, as the OpenAI API does)
+_FASTAPI_422 = ("HTTPValidationError", "ValidationError")
+
+
+_BRANCH_NAMES = {"str", "int", "float", "bool", "none", "bytes"}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str | None:
+    """``("body", "messages", 0, "content", "list[ContentPart]", 0, "type")`` → ``messages[0].content[0].type``.
+
+    Pydantic names the branch of a union it tried (``str``, ``list[ContentPart]``): not a field, dropped.
+    """
+    out = ""
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part.isidentifier() and part not in _BRANCH_NAMES:
+            out += f".{part}" if out else part
+    return out or None
 
 
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
@@ -145,18 +196,23 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         metrics.errors.labels("invalid_request").inc()
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        errors = exc.errors()
+        # of a union's failed branches, the deepest error is the one that says what is wrong
+        first = max(errors, key=lambda e: len(e.get("loc", ()))) if errors else {}
         if first.get("type") == "json_invalid":
             return error_response(400, "request body is not valid JSON", "invalid_request_error", "invalid_json")
-        msg = f"{loc}: {first.get('msg')}" if loc else str(first.get("msg", "invalid request"))
-        return error_response(422, msg, "invalid_request_error", "invalid_value", loc)
+        if first.get("type") == "model_attributes_type" or first.get("loc") == ("body",):
+            return error_response(400, "request body must be a JSON object", "invalid_request_error", "invalid_value")
+        loc = _field_path(tuple(first.get("loc", ())))
+        msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        return error_response(400, f"{loc}: {msg}" if loc else msg, "invalid_request_error", "invalid_value", loc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code)
+        # keep the exception's headers: a 405 carries Allow (RFC 9110 §15.5.6)
         return error_response(exc.status_code, str(exc.detail), "invalid_request_error" if exc.status_code < 500
-                              else "server_error", code)
+                              else "server_error", code, headers=dict(exc.headers or {}) or None)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
@@ -194,11 +250,12 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         limiter.charge_tokens(who, info.tokens_per_minute if info else settings.default_tokens_per_minute, tokens)
 
     # -- routes ------------------------------------------------------------------------------
-    @app.get("/healthz", include_in_schema=True)
+    @app.get("/healthz", response_model=Health, responses={500: _AUTH_ERRORS[500]})
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "no deployment is ready"}, 500: _AUTH_ERRORS[500]})
     async def readyz() -> JSONResponse:
         endpoints = {**junto.launcher.endpoints()}
         states: dict[str, str] = {}
@@ -219,14 +276,16 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         return JSONResponse({"status": "ready" if ok else "unavailable", "deployments": states},
                             status_code=200 if ok else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={
+        200: {"description": "Prometheus metrics (text exposition format 0.0.4)",
+              "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}}}, **_AUTH_ERRORS})
     async def prometheus(request: Request) -> Response:
         _, denied = authenticate(request)
         if denied:
             return denied
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=ModelList, responses=_AUTH_ERRORS)
     async def models(request: Request) -> JSONResponse:
         _, denied = authenticate(request)
         if denied:
@@ -238,7 +297,7 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
                   "junto": {"deployment": d.name, "backend": d.backend, "tags": d.tags}} for d in junto.pool.deployments]
         return JSONResponse({"object": "list", "data": data})
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post("/v1/chat/completions", response_model=None, responses=_CHAT_RESPONSES)
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         info, denied = authenticate(request)
         if denied:
@@ -256,6 +315,9 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
                                        f"{AUTO_MODEL}, the strategies and the deployments",
                                   "invalid_request_error", "model_not_found", "model")
         params = body.sampling()
+        if body.stream and (body.logprobs or body.top_logprobs):
+            return error_response(400, "logprobs are returned with non-streamed answers only",
+                                  "invalid_request_error", "invalid_value", "logprobs")
         if settings.max_tokens_limit:
             params["max_tokens"] = min(params.get("max_tokens", settings.max_tokens_limit), settings.max_tokens_limit)
         extra = body.junto or {}
@@ -263,12 +325,7 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
             return error_response(400, "'junto' parameters apply to strategies (model junto-<strategy>), "
                                        "not to direct answers", "invalid_request_error", "invalid_value", "junto")
         if strategy != "direct":
-            try:
-                from junto.reasoning import validate_params
-
-                validate_params(strategy, {**junto.config.strategies.get(strategy, {}), **params, **extra})
-            except ConfigError as exc:
-                return error_response(400, exc.message, "invalid_request_error", "invalid_value", "junto")
+            # validated with everything else by the facade's request contract (junto.request)
             params = {**params, **extra}
             if settings.max_samples_limit:
                 params["max_samples"] = min(int(params.get("max_samples") or settings.max_samples_limit),
@@ -324,6 +381,11 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
             schema = FastAPI.openapi(app)
             props = schema["components"]["schemas"]["ChatCompletionRequest"]["properties"]
             props["model"]["enum"] = sorted(virtual) + sorted(deployments)
+            for path in schema["paths"].values():
+                for op in path.values():
+                    op.get("responses", {}).pop("422", None)  # validation errors are answered 400
+            for name in _FASTAPI_422:
+                schema["components"]["schemas"].pop(name, None)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -341,9 +403,8 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
     def _backend_error(exc: JuntoError, model: str, strategy: str) -> JSONResponse:
         if isinstance(exc, ConfigError):
             metrics.requests.labels(model, strategy, "400").inc()
-            return error_response(400, exc.message, "invalid_request_error", "invalid_value")
-        if isinstance(exc, BackendError) and exc.status_code is not None and 400 <= exc.status_code < 500 \
-                and exc.status_code != 429:
+            return error_response(400, exc.message, "invalid_request_error", "invalid_value", exc.param)
+        if isinstance(exc, BackendError) and exc.client_fault:
             # the deployment rejected the request itself: the client's to fix, not an outage
             metrics.requests.labels(model, strategy, "400").inc()
             return error_response(400, f"the deployment rejected the request: {exc.message}",
@@ -422,7 +483,7 @@ def _completion(cid: str, created: int, model: str, result: Any) -> dict[str, An
         "id": cid, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant",
                                              "content": result.text if result.votes is not None else result.answer},
-                     "finish_reason": result.finish_reason or "stop"}],
+                     "finish_reason": result.finish_reason or "stop", "logprobs": result.logprobs}],
         "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
                   "total_tokens": u.total_tokens},
         "junto": _junto_field(result),

@@ -12,8 +12,12 @@ import hashlib
 import hmac
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+#: buckets kept per limiter map; the least recently used goes first (its client starts afresh, full)
+MAX_BUCKETS = 65_536
 
 
 @dataclass
@@ -68,20 +72,38 @@ class Bucket:
         self.level -= amount
 
 
+class _Buckets(OrderedDict):
+    """Buckets by client, bounded: anonymous clients are keyed by IP address, so the map must not grow forever."""
+
+    def __init__(self, clock: Callable[[], float], limit: int):
+        super().__init__()
+        self.clock, self.limit = clock, limit
+
+    def get_or_make(self, who: str, capacity: int) -> Bucket:
+        b = self.get(who)
+        if b is None:
+            b = self[who] = Bucket(capacity, self.clock)
+            if len(self) > self.limit:
+                self.popitem(last=False)
+        else:
+            self.move_to_end(who)
+        return b
+
+
 class RateLimiter:
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_clients: int = MAX_BUCKETS):
         self.clock = clock
-        self._req: dict[str, Bucket] = {}
-        self._tok: dict[str, Bucket] = {}
+        self._req = _Buckets(clock, max_clients)
+        self._tok = _Buckets(clock, max_clients)
 
     def check(self, who: str, rpm: int | None, tpm: int | None) -> int:
         """Admit one request for ``who``: 0, or the whole seconds to wait (Retry-After)."""
         wait = 0.0
         if tpm:
-            tb = self._tok.setdefault(who, Bucket(tpm, self.clock))
+            tb = self._tok.get_or_make(who, tpm)
             wait = max(wait, tb.retry_after(1.0))
         if rpm:
-            rb = self._req.setdefault(who, Bucket(rpm, self.clock))
+            rb = self._req.get_or_make(who, rpm)
             w = rb.retry_after(1.0)
             if w == 0.0 and wait == 0.0:
                 rb.take(1.0)
@@ -90,4 +112,4 @@ class RateLimiter:
 
     def charge_tokens(self, who: str, tpm: int | None, tokens: int) -> None:
         if tpm and tokens > 0:
-            self._tok.setdefault(who, Bucket(tpm, self.clock)).take(tokens)
+            self._tok.get_or_make(who, tpm).take(tokens)

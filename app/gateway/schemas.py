@@ -1,7 +1,11 @@
-"""The OpenAI chat-completions request, validated strictly where junto acts on a field.
+"""The OpenAI chat-completions wire format: the request validated as the OpenAI API validates it, the responses.
 
-Unknown OpenAI fields (``user``, ``logit_bias``, ...) are accepted and ignored so that existing
-clients work unchanged; the fields junto uses are typed and bounded.
+Every field junto acts on is typed and bounded the way OpenAI bounds it, and a message must carry its
+content: a request the OpenAI API would refuse at once is refused here with 400 before any model is
+called (a user message without content used to reach llama.cpp and come back a minute later as a
+backend failure). Unknown OpenAI fields (``user``, ``metadata``, ``logit_bias``, ...) are accepted and
+ignored so that existing clients work unchanged. The response models exist for the OpenAPI document:
+what it promises is what the gateway serves (a schema fuzzer checks it in the test suite).
 """
 
 from __future__ import annotations
@@ -10,11 +14,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from junto.request import check_stops
+
 
 class ContentPart(BaseModel):
+    """A content part. Only text parts are served: junto's pools are text models."""
+
     model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
+    type: Literal["text"] = Field(description="only 'text' parts are supported")
+    text: str
 
 
 class Message(BaseModel):
@@ -22,15 +30,24 @@ class Message(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
+    content: str | list[ContentPart] = Field(description="required: a string or a non-empty list of text parts")
+    name: str | None = Field(None, max_length=256)
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content(cls, v: Any) -> Any:
+        if v is None:
+            raise ValueError("a message needs content (a string or a list of text parts)")
+        if isinstance(v, list) and not v:
+            raise ValueError("content parts must not be an empty list")
+        return v
 
     def plain(self) -> dict[str, Any]:
         content = self.content
         if isinstance(content, list):
-            content = "".join(p.text or "" for p in content if p.type == "text")
+            content = "".join(p.text for p in content)
         role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": content or ""}
+        return {"role": role, "content": content}
 
 
 class StreamOptions(BaseModel):
@@ -49,23 +66,25 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    n: int = Field(1, ge=1, le=1)
-    stop: str | list[str] | None = None
+    n: int = Field(1, ge=1, le=1, description="one choice per request; junto-<strategy> models do the sampling")
+    stop: str | list[str] | None = Field(None, description="up to 4 sequences")
     seed: int | None = Field(None, ge=-(2**63), lt=2**63)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logprobs: bool | None = Field(None, description="returned for non-streamed answers of a deployment or junto-auto")
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     junto: dict[str, Any] | None = Field(None, description="strategy parameters, e.g. {\"samples\": 8}")
 
     @field_validator("stop")
     @classmethod
     def _stops(cls, v: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(v, list) and len(v) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return v
+        return check_stops(v)  # one rule for every front
 
     def sampling(self) -> dict[str, Any]:
+        """The request contract's sampling fields (``junto.request.Sampling``) that were given."""
         out: dict[str, Any] = {}
-        for key in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "stop"):
+        for key in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "stop", "logprobs",
+                    "top_logprobs"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -73,3 +92,72 @@ class ChatCompletionRequest(BaseModel):
         if mt is not None:
             out["max_tokens"] = mt
         return out
+
+
+# -- responses (for the OpenAPI document) ----------------------------------------------------------
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error the gateway answers, OpenAI-shaped."""
+
+    error: ErrorDetail
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class CompletionChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    index: int
+    message: AssistantMessage
+    finish_reason: str
+    logprobs: dict[str, Any] | None = None
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    """A non-streamed answer; ``junto`` says who answered, how, and at what cost."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+    junto: dict[str, Any]
+
+
+class ModelCard(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    deployments: dict[str, str]

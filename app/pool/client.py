@@ -43,7 +43,8 @@ _CONNECTION_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedEr
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 #: request fields junto passes through to the server when set
-_PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
+_PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty",
+           "top_logprobs")
 
 
 def _parse_choice(raw: Any, index: int) -> Choice:
@@ -55,7 +56,21 @@ def _parse_choice(raw: Any, index: int) -> Choice:
     token_lps = None
     if isinstance(lp, dict) and isinstance(lp.get("content"), list):
         token_lps = [float(t["logprob"]) for t in lp["content"] if isinstance(t, dict) and "logprob" in t]
-    return Choice(index=index, text=text or "", finish_reason=raw.get("finish_reason"), token_logprobs=token_lps)
+    return Choice(index=index, text=text or "", finish_reason=raw.get("finish_reason"), token_logprobs=token_lps,
+                  logprobs=lp if isinstance(lp, dict) else None)
+
+
+def estimate_prompt_tokens(messages: Sequence[Message]) -> int:
+    """A prompt's token count when the server reports none: ~4 characters a token plus the chat
+    template's few tokens per message (role markers). An estimate: results carry ``estimated=True``."""
+    chars = 0
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            chars += sum(len(str(p.get("text") or "")) for p in content if isinstance(p, dict))
+        else:
+            chars += len(str(content or ""))
+    return -(-chars // 4) + 4 * len(messages) + 2
 
 
 def _usage_from(raw: Any) -> Usage | None:
@@ -335,8 +350,8 @@ class PoolClient:
             raise BackendError(f"{dep.name}: the stream from {url} ended after {chunks} chunks without finishing",
                                hint="the server may have crashed: `junto pool status` shows it",
                                deployment=dep.name, retryable=chunks == 0)
-        if usage is None:
-            usage = Usage(0, chunks, estimated=True)
+        if usage is None:  # the server sent no usage (llama-cpp-python's streams): estimate, marked as such
+            usage = Usage(estimate_prompt_tokens(messages), chunks, estimated=True)
         yield StreamEnd(dep.name, model, usage, dep.price.cost(usage.prompt_tokens, usage.completion_tokens),
                         time.perf_counter() - t0, ttft, finish, "single")
 
@@ -420,6 +435,6 @@ class PoolClient:
                 raise
             except Exception as exc:
                 raise self._litellm_error(dep, exc) from None
-        usage = usage or Usage(0, chunks, estimated=True)
+        usage = usage or Usage(estimate_prompt_tokens(messages), chunks, estimated=True)
         yield StreamEnd(dep.name, dep.model, usage, dep.price.cost(usage.prompt_tokens, usage.completion_tokens),
                         time.perf_counter() - t0, ttft, finish, "litellm")

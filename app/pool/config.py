@@ -35,12 +35,25 @@ class LlamaCppLaunch(_Strict):
     kind: Literal["llamacpp"] = Field("llamacpp", exclude=True, description="set from the deployment's backend")
     host: str = "127.0.0.1"
     port: int | None = Field(None, ge=1, le=65535, description="fixed port; default: a free one")
-    n_threads: int | None = Field(None, ge=1)
+    n_threads: int | Literal["auto"] = Field(
+        "auto", description="CPU threads: a whole number ≥ 1, or 'auto' (junto.pool.threads: cores the process may "
+                            "use, less a reserve, shared among the pool's local llama.cpp deployments)")
+    n_threads_batch: int | Literal["auto"] = Field("auto", description="prompt-processing threads; 'auto': n_threads")
     n_batch: int = Field(512, ge=1)
     chat_format: str | None = None
     startup_timeout_s: float = Field(120.0, gt=0)
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("n_threads", "n_threads_batch", mode="before")
+    @classmethod
+    def _threads(cls, v: Any) -> Any:
+        # one clear message instead of pydantic's two (one per member of the union)
+        if v is None or (isinstance(v, str) and v.strip().lower() == "auto"):
+            return "auto"
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+            return v
+        raise ValueError("must be a whole number ≥ 1 or 'auto' (auto: junto picks from the cores it may use)")
 
 
 class VllmLaunch(_Strict):

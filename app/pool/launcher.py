@@ -26,7 +26,8 @@ import httpx
 from junto.errors import JuntoError, ServerStartError
 from junto.paths import atomic_write_text, state_dir
 from junto.pool.backends import get_backend
-from junto.pool.config import Deployment, Pool
+from junto.pool.config import Deployment, LlamaCppLaunch, Pool
+from junto.pool.threads import argv_threads, available_cores, explain, pool_thread_plan
 
 Progress = Callable[[str], None]
 
@@ -188,6 +189,9 @@ class Launcher:
         progress = progress or (lambda _m: None)
         started: list[str] = []
         with self._locked():
+            # threads for every local llama.cpp server of the pool, running or not (they share the cores)
+            cores = available_cores()
+            threads = pool_thread_plan(self.pool.deployments, cores)
             try:
                 pending: list[tuple[Deployment, subprocess.Popen, ServerRecord]] = []
                 for dep in self.pool.deployments:
@@ -199,12 +203,18 @@ class Launcher:
                     rec = self.records().get(dep.name)
                     if rec is not None:
                         if same_process(rec) and probe(rec.url) is not None:
-                            progress(f"{dep.name}: already running at {rec.url}")
+                            n = argv_threads(rec.argv) if rec.backend == "llamacpp" else None
+                            progress(f"{dep.name}: already running at {rec.url}" + (f" ({n} threads)" if n else ""))
                             continue
                         if rec.managed:
                             self._stop_record(rec)  # alive but not answering, or dead with live workers: restart it
                         self._forget(dep.name)
-                    started_entry = self._spawn(dep, progress)
+                    note = ""
+                    if dep.name in threads and isinstance(dep.launch, LlamaCppLaunch):
+                        note = " with " + explain(dep.launch.n_threads, threads[dep.name], cores, len(threads))
+                        dep = dep.model_copy(update={"launch": dep.launch.model_copy(
+                            update={"n_threads": threads[dep.name]})})
+                    started_entry = self._spawn(dep, progress, note)
                     if started_entry is None:
                         continue
                     proc, rec = started_entry
@@ -255,13 +265,17 @@ class Launcher:
             ms = probe(rec.url) if alive else None
             state = "running" if ms is not None else ("unreachable" if alive else "dead")
             detail = "" if rec.managed else "adopted"
+            n_threads = argv_threads(rec.argv) if rec.backend == "llamacpp" else None
+            if n_threads is not None:
+                detail = f"{n_threads} thread{'s' if n_threads != 1 else ''}"
             if state == "dead":
                 detail = f"process {rec.pid} exited; see {rec.log}"
             out.append(DeploymentStatus(dep.name, dep.backend, state, rec.url, rec.pid, ms, detail))
         return out
 
     # -- internals ---------------------------------------------------------------------------
-    def _spawn(self, dep: Deployment, progress: Progress) -> tuple[subprocess.Popen, ServerRecord] | None:
+    def _spawn(self, dep: Deployment, progress: Progress,
+               note: str = "") -> tuple[subprocess.Popen, ServerRecord] | None:
         backend = get_backend(dep.backend)
         host = getattr(dep.launch, "host", "127.0.0.1")
         port = getattr(dep.launch, "port", None)
@@ -282,7 +296,7 @@ class Launcher:
         log_path = self._log_path(dep.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **extra_env, "PYTHONUNBUFFERED": "1"}
-        progress(f"{dep.name}: starting {dep.backend} server on {host}:{port}")
+        progress(f"{dep.name}: starting {dep.backend} server on {host}:{port}{note}")
         with open(log_path, "ab") as log:
             log.write(f"\n--- junto: starting {dep.name} at {time.ctime()}: {' '.join(argv)}\n".encode())
             log.flush()
@@ -311,7 +325,9 @@ class Launcher:
                         log_tail=log_tail(rec.log),
                     )
                 if probe(rec.url, timeout=1.0) is not None:
-                    progress(f"{dep.name}: ready at {rec.url} after {time.monotonic() - t0:.1f}s")
+                    n = argv_threads(rec.argv) if rec.backend == "llamacpp" else None
+                    threads = f" ({n} thread{'s' if n != 1 else ''})" if n else ""
+                    progress(f"{dep.name}: ready at {rec.url} after {time.monotonic() - t0:.1f}s{threads}")
                     waiting.remove(item)
                     continue
                 limit = get_backend(dep.backend).startup_timeout(dep)

@@ -28,6 +28,8 @@ class Choice:
     finish_reason: str | None = None
     #: per-token log probabilities of the generated text, when asked for and returned
     token_logprobs: list[float] | None = None
+    #: the server's ``logprobs`` object as sent (OpenAI shape), for fronts that return it
+    logprobs: dict | None = None
 
     @property
     def mean_logprob(self) -> float | None:

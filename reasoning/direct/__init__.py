@@ -3,7 +3,9 @@
 No paper: the baseline every test-time strategy is measured against (greedy decoding when
 ``temperature=0``). Defaults: the backend's sampling settings; ``max_tokens`` from the run context.
 Tokens arrive as ``{"type": "token", "text": ...}`` events; before the first token a retryable
-failure falls back to the next candidate deployment.
+failure falls back to the next candidate deployment. The work is done by
+:func:`junto.reasoning.direct.run.answer_direct`, the one ``direct`` implementation (the facade's
+hot path calls it too, without a graph).
 """
 
 from __future__ import annotations

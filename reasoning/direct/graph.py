@@ -1,4 +1,5 @@
-"""The ``direct`` graph: stream one answer, falling back to the next candidate before the first token."""
+"""The ``direct`` graph: one node around :func:`~junto.reasoning.direct.run.answer_direct` (the one
+``direct`` implementation, shared with the facade's hot path), then the result."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from junto.errors import BackendError
-from junto.pool.types import StreamDelta, StreamEnd
 from junto.reasoning.common import CallRecord, StrategyResult, sampling_kwargs, spent, time_left
 from junto.reasoning.context import RunContext
+from junto.reasoning.direct.run import DirectAnswer, DirectCall, DirectFallback, DirectToken, answer_direct
 from junto.reasoning.direct.state import DirectParams, DirectState
 
 
@@ -23,35 +23,24 @@ async def generate(state: DirectState, runtime: Runtime[RunContext]) -> dict[str
     kw = sampling_kwargs(p, ctx)
     if p.seed is not None:
         kw["seed"] = p.seed
-    fallbacks: list[dict[str, str]] = []
-    last: BackendError | None = None
-    for name in ctx.candidates:
-        parts: list[str] = []
-        ttft = None
-        writer({"type": "model_call", "strategy": "direct", "deployment": name, "n": 1, "first_index": 0})
-        left = time_left(ctx, state["started"])
-        try:
-            async for ev in ctx.client.stream(name, state["messages"], timeout=left, **kw):
-                if isinstance(ev, StreamDelta):
-                    if ttft is None:
-                        ttft = time.monotonic() - state["started"]
-                    parts.append(ev.text)
-                    writer({"type": "token", "text": ev.text, "deployment": name})
-                elif isinstance(ev, StreamEnd):
-                    call = CallRecord(deployment=name, n=1, prompt_tokens=ev.usage.prompt_tokens,
-                                      completion_tokens=ev.usage.completion_tokens, estimated=ev.usage.estimated,
-                                      cost_usd=ev.cost_usd, latency_s=ev.latency_s, path=ev.path, error=None)
-                    return {"text": "".join(parts), "deployment": name, "finish_reason": ev.finish_reason,
-                            "ttft_s": ttft, "fallbacks": fallbacks, "calls": [call]}
-        except BackendError as exc:
-            # switching after the first token would splice two answers together
-            if parts or not exc.retryable:
-                raise
-            fallbacks.append({"deployment": name, "error": exc.message})
-            writer({"type": "fallback", "strategy": "direct", "deployment": name, "error": exc.message})
-            last = exc
-    assert last is not None
-    raise last
+    started = time.perf_counter()
+    async for ev in answer_direct(ctx.client, ctx.candidates, state["messages"], kw, health=ctx.health,
+                                  stream=True, deadline_s=time_left(ctx, state["started"]), started=started):
+        if isinstance(ev, DirectToken):
+            writer({"type": "token", "text": ev.text, "deployment": ev.deployment})
+        elif isinstance(ev, DirectCall):
+            writer({"type": "model_call", "strategy": "direct", "deployment": ev.deployment, "n": 1,
+                    "first_index": 0})
+        elif isinstance(ev, DirectFallback):
+            writer({"type": "fallback", "strategy": "direct", "deployment": ev.deployment, "error": ev.error})
+        elif isinstance(ev, DirectAnswer):
+            call = CallRecord(deployment=ev.deployment, n=1, first_index=0, prompt_tokens=ev.usage.prompt_tokens,
+                              completion_tokens=ev.usage.completion_tokens, estimated=ev.usage.estimated,
+                              cost_usd=ev.cost_usd, latency_s=ev.latency_s, path=ev.path, error=None,
+                              error_kind=None, retryable=False, status_code=None)
+            return {"text": ev.text, "deployment": ev.deployment, "finish_reason": ev.finish_reason,
+                    "ttft_s": ev.ttft_s, "fallbacks": ev.fallbacks, "calls": [call]}
+    raise AssertionError("answer_direct ended without an answer")
 
 
 async def finish(state: DirectState) -> dict[str, Any]:

@@ -38,7 +38,7 @@ class SCState(TypedDict, total=False):
     messages: list[dict[str, Any]]
     params: SCParams
     started: float
-    deployment: str
+    deployment: str       # the deployment sampled now (the first candidate, or a fallback)
     budget: int
     drawn: int
     rounds: int
@@ -46,4 +46,8 @@ class SCState(TypedDict, total=False):
     samples: Annotated[list[Sample], operator.add]
     calls: Annotated[list[CallRecord], operator.add]
     pending: list[list[int]]
+    #: calls already looked at by ``plan`` (the ones after it are the last round's)
+    seen_calls: int
+    #: deployments given up on because they yielded no sample: {deployment, error, to}
+    fallbacks: list[dict[str, Any]]
     result: StrategyResult

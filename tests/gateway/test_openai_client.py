@@ -59,11 +59,13 @@ def test_openai_shaped_errors(embedded_gateway):
     with pytest.raises(openai.NotFoundError) as err:
         c.chat.completions.create(model="no-such-model", messages=Q)
     assert err.value.body["code"] == "model_not_found"
-    with pytest.raises(openai.UnprocessableEntityError) as err:
+    # invalid requests are 400 (BadRequestError), as the OpenAI API answers them, with the field in `param`
+    with pytest.raises(openai.BadRequestError) as err:
         c.chat.completions.create(model="junto-auto", messages=[])
-    assert "messages" in err.value.body["message"]
-    with pytest.raises(openai.UnprocessableEntityError):
+    assert err.value.body["param"] == "messages"
+    with pytest.raises(openai.BadRequestError) as err:
         c.chat.completions.create(model="junto-auto", messages=Q, temperature=7)
+    assert err.value.body["param"] == "temperature"
     r = httpx.post(f"{url}/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     r = httpx.post(f"{url}/v1/chat/completions", json={"model": "junto-auto", "messages": Q, "junto": {"samples": 3}})

@@ -90,3 +90,14 @@ def test_key_lookup_and_buckets_pure():
     assert rl.check("b", None, 600) == pytest.approx(11, abs=1)
     now[0] += 11
     assert rl.check("b", None, 600) == 0
+
+
+def test_limiter_maps_stay_bounded_over_many_clients():
+    """Anonymous clients are keyed by address: the limiter forgets the least recent, never grows past its bound."""
+    now = [0.0]
+    rl = RateLimiter(clock=lambda: now[0], max_clients=100)
+    for i in range(1000):
+        assert rl.check(f"10.0.{i // 256}.{i % 256}", 1, 1000) == 0
+    assert len(rl._req) == 100 and len(rl._tok) == 100
+    # a recent client keeps its (spent) bucket: its limit still holds
+    assert rl.check("10.0.3.231", 1, 1000) > 0

@@ -128,6 +128,27 @@ async def test_modelswitch_two_names_on_one_server(embedded_pool):
         assert r.deployments == ["m1"]
 
 
+async def test_modelswitch_entropy_vote_with_priors_live(embedded_pool):
+    # the weights the graph reports are the reference's, computed from the answers it drew
+    _, endpoints = embedded_pool
+    url = next(iter(endpoints.values()))
+    pool = parse_pool({"name": "pair", "deployments": [
+        {"name": "m1", "backend": "llamacpp", "model": "x", "url": url, "max_concurrency": 1},
+        {"name": "m2", "backend": "llamacpp", "model": "x", "url": url, "max_concurrency": 1}]})
+    async with PoolClient(pool) as client:
+        _, r = await collect("modelswitch", ctx_for(client, pool, candidates=["m1", "m2"]),
+                             {"samples": 3, "seed": 6, "temperature": 1.0, "threshold": 1.0, "vote": "entropy",
+                              "prior_weights": [2.0, 1.0]})
+    per = r.extra["per_model"]
+    assert per["m1"]["prior_weight"] == 2.0 and per["m2"]["prior_weight"] == 1.0
+    for m in ("m1", "m2"):
+        assert per[m]["weight"] == pytest.approx(per[m]["consistency_weight"] * per[m]["prior_weight"], abs=1e-3)
+    if r.extra["decided_by"] is None or r.extra["models_voting"] == 2:
+        # pooled over both: each model's valid votes times its weight
+        total = sum(sum(per[m]["votes"].values()) * per[m]["weight"] for m in ("m1", "m2"))
+        assert sum(r.votes.values()) == pytest.approx(total, abs=1e-2)
+
+
 async def test_modelswitch_with_one_candidate_degrades_to_sc(embedded_pool, embedded_client):
     pool, _ = embedded_pool
     r = await run_strategy("modelswitch", ctx_for(embedded_client, pool), Q, {"samples": 2, "seed": 9})

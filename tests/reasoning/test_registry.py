@@ -30,6 +30,8 @@ def test_defaults_are_the_documented_ones():
     assert (sc.samples, sc.temperature, sc.early_stop, sc.confidence) == (8, 0.7, "unbeatable", 0.95)
     ms = validate_params("modelswitch", {})
     assert (ms.samples, ms.models, ms.threshold, ms.mode, ms.vote) == (5, 2, 0.8, "parallel", "plain")
+    assert sc.allow_truncated is False and ms.allow_truncated is False and ms.prior_weights is None
+    assert validate_params("modelswitch", {"models": 3, "prior_weights": [2, 2, 1]}).prior_weights == [2, 2, 1]
 
 
 @pytest.mark.parametrize("name,params,needle", [
@@ -42,6 +44,11 @@ def test_defaults_are_the_documented_ones():
     ("modelswitch", {"threshold": 1.5}, "threshold"),
     ("modelswitch", {"mode": "zigzag"}, "mode"),
     ("direct", {"samples": 3}, "samples: unknown parameter"),
+    ("direct", {"allow_truncated": True}, "allow_truncated: unknown parameter"),
+    ("sc", {"allow_truncated": "maybe"}, "allow_truncated"),
+    ("modelswitch", {"prior_weights": [1.0]}, "prior_weights needs one weight per model"),
+    ("modelswitch", {"prior_weights": [1.0, 0.0]}, "prior_weights"),
+    ("modelswitch", {"prior_weights": [1.0, float("nan")]}, "prior_weights"),
 ])
 def test_bad_params_name_the_parameter_and_list_the_valid_ones(name, params, needle):
     with pytest.raises(ConfigError) as e:

@@ -30,6 +30,7 @@ def test_route_returns_a_ranked_decision(static_router):
     scores = [s for _, s in d.ranked]
     assert scores == sorted(scores, reverse=True) and len(d.ranked) == 9
     assert d.latency_ms > 0 and d.details["clusters"]
+    assert router.blocking is False  # static embedder: cheap enough for an event loop
 
 
 def test_candidates_and_top_n(static_router):
@@ -73,11 +74,11 @@ def test_saving_replaces_a_router_atomically_and_refuses_other_dirs(static_route
 def test_loading_a_static_router_does_not_import_torch(static_router):
     code = (f"import sys; from junto.routers import load_router; r = load_router({str(static_router)!r}); "
             "d = r.route('What is the boiling point of water?'); "
-            "print(d.chosen, 'torch' in sys.modules, 'sklearn' in sys.modules)")
+            "b = r.blocking; print(d.chosen, 'torch' in sys.modules, 'sklearn' in sys.modules, b)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    chosen, torch_loaded, sklearn_loaded = out.stdout.split()
-    assert torch_loaded == "False" and sklearn_loaded == "False"
+    chosen, torch_loaded, sklearn_loaded, blocking = out.stdout.split()
+    assert torch_loaded == "False" and sklearn_loaded == "False" and blocking == "False"
 
 
 def test_corrupt_artifact_is_a_clear_error(static_router, tmp_path):
@@ -101,6 +102,7 @@ def test_minilm_router_routes_with_the_packaged_model(split_files, costs_file, t
     path = r.save(tmp_path / "knn")
     loaded = load_router(path)
     assert loaded.embedder_spec == {"kind": "minilm"}
+    assert loaded.blocking is True  # torch per query: the facade routes it in a worker thread
     d = loaded.route(recs.questions[0])
     assert d.chosen in loaded.models
 

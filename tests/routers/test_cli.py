@@ -93,6 +93,10 @@ def test_explain_shows_clusters_scores_and_choice(fitted):
     (["route", "fit", "--records", "{train}", "--method", "knn", "--out", "X", "--clusters", "8"], "takes no --clusters"),
     (["route", "fit", "--records", "{train}", "--method", "knn", "--out", "X", "--costs", "{partial}"], "no cost for model"),
     (["route", "eval", "--router", "/nonexistent", "--records", "{train}"], "no router artifact"),
+    (["route", "fit", "--records", "{train}", "--method", "avengers", "--out", "X", "--cost-source", "table"],
+     "takes no --cost-source"),
+    (["route", "fit", "--records", "{train}", "--method", "avengers-pro", "--out", "X", "--cost-source", "realized"],
+     "needs records with a realized cost"),
     (["route", "fit", "--records", "{train}", "--method", "knn", "--out", "X", "--embedder", "word2vec"], "unknown embedder"),
 ])
 def test_bad_input_is_a_clear_error(args, needle, split_files, tmp_path):
@@ -108,3 +112,19 @@ def test_bad_input_is_a_clear_error(args, needle, split_files, tmp_path):
     assert needle in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_fit_defaults_to_the_records_realized_costs(tmp_path):
+    recs = tmp_path / "calibrated.jsonl"
+    qs = ["What is 2 + 2?", "Name a prime number.", "What is the capital of Peru?", "Spell 'cat' backwards."]
+    recs.write_text("".join(json.dumps({"question": q, "scores": {"a": 1, "b": i % 2},
+                                        "usage": {"a": {"completion_tokens": 90, "cost": 3.0},
+                                                  "b": {"completion_tokens": 10, "cost": 1.0}}}) + "\n"
+                            for i, q in enumerate(qs)))
+    r = run_cli("route", "fit", "--records", str(recs), "--method", "avengers-pro", "--out", str(tmp_path / "r"),
+                "--embedder", "static", "--clusters", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["cost_source"] == "realized"
+    meta = json.loads((tmp_path / "r" / "router.json").read_text())
+    assert meta["costs"] == {"a": 3.0, "b": 1.0}  # no --costs: each model's mean realized cost

@@ -107,3 +107,59 @@ def test_writer_killed_mid_run_leaves_a_readable_cache(tmp_path):
     cache = EmbeddingCache("test-space", tmp_path)
     cache.refresh()
     assert len(cache) >= 600 and len(cache) % 200 == 0  # whole shards only
+
+
+def test_blocking_says_which_embedders_belong_off_the_event_loop():
+    from junto.routers.embeddings import spec_is_blocking
+
+    assert get_embedder("static").blocking is False
+    assert get_embedder("minilm").blocking is True  # constructing it loads no model
+    assert spec_is_blocking("minilm") and spec_is_blocking({"kind": "sentence-transformers", "model": "/m"})
+    assert not spec_is_blocking("static") and not spec_is_blocking("m2v:/some/folder")
+
+
+def test_cache_memory_is_bounded_and_evicted_vectors_come_back_from_disk(tmp_path):
+    cache = EmbeddingCache("test-space", tmp_path, memory_items=10)
+    rng = np.random.default_rng(0)
+    keys = [text_key(f"k{i}") for i in range(25)]
+    vecs = rng.standard_normal((25, 4)).astype(np.float32)
+    for start in range(0, 25, 5):
+        cache.put_many(keys[start:start + 5], vecs[start:start + 5])
+        assert len(cache) <= 10
+    got = cache.get_many(keys)  # one call may return more than the bound; it keeps no more
+    assert len(got) == 25 and len(cache) == 10
+    assert all(np.array_equal(got[k], v) for k, v in zip(keys, vecs))
+    cache.refresh()
+    assert len(cache) == 10
+
+
+def test_embed_keeps_memory_and_open_caches_bounded(tmp_path, monkeypatch):
+    from junto.routers import embeddings as E
+
+    monkeypatch.setattr(EmbeddingCache, "MEMORY_ITEMS", 16)
+    e = get_embedder("static")
+    texts = [f"distinct question {i}" for i in range(100)]
+    first = embed(texts, e, cache_root=tmp_path / "c")
+    cache = E._open_cache(e, tmp_path / "c")
+    assert len(cache) <= 16
+    calls = []
+    again = embed(texts, e, cache_root=tmp_path / "c", progress=lambda d, t: calls.append((d, t)))
+    assert np.array_equal(first, again) and calls == [(100, 100)]  # all read back from disk, none re-encoded
+    assert len(cache) <= 16
+    for i in range(3 * E.MAX_OPEN_CACHES):
+        embed(["x"], e, cache_root=tmp_path / f"root{i}")
+        assert len(E._CACHES) <= E.MAX_OPEN_CACHES
+
+
+def test_online_encode_one_matches_the_batch_path_and_touches_no_disk(tmp_path, monkeypatch):
+    from junto.routers import embeddings as E
+
+    e = get_embedder("static")
+    batch = embed(["What is 2 + 2?"], e, cache_root=tmp_path)
+
+    def no_disk(*a, **k):
+        raise AssertionError("the online path touched the on-disk cache")
+
+    monkeypatch.setattr(E.EmbeddingCache, "get_many", no_disk)
+    monkeypatch.setattr(E.EmbeddingCache, "put_many", no_disk)
+    assert np.allclose(e.encode_one("What is 2 + 2?"), batch[0], atol=1e-5)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from junto.answers import grade
 from junto.memory.templates import Candidate, ThoughtTemplateStore, best_answers, prompt_with_templates, template_prompt
-from junto.routers.grading import grade
 
 
 def test_best_answers_pick_top_scores_cheapest_first():
@@ -30,6 +30,44 @@ def test_store_persists_and_searches(tmp_path):
     assert top.query == "What is 15% of 80?" and 0 < sim <= 1.0001
     assert "Template: Convert the percent" in again.prompt("What is 20% of 50?", k=1)
     assert prompt_with_templates("Q", []) == "Q"
+
+
+def _tree(root) -> tuple[int, int]:
+    files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def test_search_with_new_queries_writes_nothing_and_keeps_caches_bounded(tmp_path, monkeypatch):
+    from junto.routers import embeddings as E
+
+    store = ThoughtTemplateStore(tmp_path / "s", embedder="static")  # loads the static model first
+    assert store.blocking is False
+    # the embedding cache, moved to a fresh folder holding one shard from a batch job
+    monkeypatch.setattr(E, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(E, "_CACHES", type(E._CACHES)())  # no cache already open on the real folder
+    E.embed(["a calibration question", "another one"], store.embedder)
+    vectors_dir = tmp_path / "cache" / "embeddings" / "vectors"
+    before = _tree(vectors_dir)
+    assert before[0] == 1 and before[1] > 0
+    open_caches = len(E._CACHES)
+
+    store.add("How many legs does a spider have?", "Recall animal anatomy; answer with a number.")
+    store.add("What is 15% of 80?", "Convert the percent to a fraction and multiply; answer with a number.")
+    for i in range(300):
+        q = f"What is {i}% of {i + 7}? (user question {i})"
+        assert store.search(q, k=1)
+        store.prompt(q, k=1)
+    assert _tree(vectors_dir) == before, "a search wrote user queries into the embedding cache"
+    assert len(E._CACHES) == open_caches <= E.MAX_OPEN_CACHES
+    assert all(len(c) <= c.memory_items for c in E._CACHES.values())
+    assert len(E._EMBEDDERS) <= E.MAX_EMBEDDERS
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["meta.json", "templates.jsonl", "vectors.npy"]
+
+
+def test_minilm_store_is_blocking(tmp_path):
+    store = ThoughtTemplateStore(tmp_path / "m", embedder="minilm")  # no template yet: nothing is encoded
+    assert store.blocking is True
+    assert store.search("anything") == []
 
 
 @pytest.mark.llamacpp

@@ -2,7 +2,9 @@
 
 Known behaviour that shapes this module: the server ignores ``n`` (one choice back, so the client
 fans out ``n`` requests), serializes requests, and by default cancels a running stream when a new
-request arrives — so junto always starts it with ``--interrupt_requests False``.
+request arrives — so junto always starts it with ``--interrupt_requests False``. Its threads
+(``--n_threads``, ``--n_threads_batch``) always come from :mod:`junto.pool.threads`, never from
+llama.cpp's all-cores defaults, which collapse when another process takes a core.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from junto.errors import ConfigError
 from junto.pool.backends.base import ServerBackend
 from junto.pool.config import Deployment, LlamaCppLaunch
 from junto.pool.models import resolve_model_file
+from junto.pool.threads import AUTO, threads_for
 
 
 class LlamaCppBackend(ServerBackend):
@@ -42,8 +45,11 @@ class LlamaCppBackend(ServerBackend):
             "--n_batch", str(launch.n_batch),
             "--interrupt_requests", "False",
         ]
-        if launch.n_threads:
-            argv += ["--n_threads", str(launch.n_threads)]
+        # never llama.cpp's defaults (half the CPUs, all of them for the batch): see junto.pool.threads.
+        # The launcher resolves 'auto' for the whole pool; a lone call plans for this deployment alone.
+        n_threads = threads_for(launch.n_threads)
+        n_batch_threads = n_threads if launch.n_threads_batch == AUTO else int(launch.n_threads_batch)
+        argv += ["--n_threads", str(n_threads), "--n_threads_batch", str(n_batch_threads)]
         if launch.chat_format:
             argv += ["--chat_format", launch.chat_format]
         argv += launch.extra_args
