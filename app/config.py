@@ -77,13 +77,86 @@ class MemorySettings(_Strict):
     min_similarity: float = Field(0.5, ge=-1, le=1)
 
 
+class StoreSettings(_Strict):
+    """Where shared state lives (rate limits, cool-downs, conversations, experience memory): see junto.stores.
+
+    ``store: memory`` (default: this process) or ``store: redis://127.0.0.1:6379/0`` (several gateway
+    replicas share it); the mapping form sets the rest.
+    """
+
+    url: str = Field("memory", description="'memory', or redis://[user:password@]host:port/db (rediss:// for TLS)")
+    prefix: str = Field("junto", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                        description="key prefix: replicas of one deployment share it, others pick their own")
+    timeout_s: float = Field(0.25, gt=0, le=10, description="wait on Redis per command before serving locally")
+    retry_s: float = Field(1.0, gt=0, le=60, description="while Redis is down, try it again this often")
+    health_sync_s: float = Field(0.5, gt=0, le=60, description="share cool-downs with other replicas this often")
+    conversation_ttl_s: float = Field(86_400.0, gt=0, description="conversation state expires after this")
+    experience_ttl_s: float = Field(30 * 86_400.0, gt=0, description="experience records expire after this")
+    max_experiences: int = Field(100_000, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"url": data} if isinstance(data, str) else data
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        if v == "memory":
+            return v
+        shape = ("must be 'memory' or a Redis URL: redis://127.0.0.1:6379/0 (rediss:// for TLS, "
+                 "redis://:password@host:6379/0 with a password)")
+        try:
+            parts = urlsplit(v)
+            port = parts.port
+        except ValueError:
+            raise ValueError(shape) from None
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError(shape)
+        if port == 0:
+            raise ValueError("the Redis port must be 1-65535")
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"the database after the host must be a number (got {db!r}): redis://host:6379/0")
+        return v
+
+    @property
+    def shared(self) -> bool:
+        return self.url != "memory"
+
+
+class CheckpointSettings(_Strict):
+    """Checkpoints of strategy runs (LangGraph savers), so that a killed run resumes: see junto.stores.checkpoints."""
+
+    url: str = Field(description="sqlite:///runs.db (relative to this file), sqlite:////abs/runs.db, or "
+                                 "postgresql://user@host/db")
+    strategies: list[str] | None = Field(None, description="strategies to checkpoint; default: every graph strategy")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"url": data} if isinstance(data, str) else data
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from junto.stores.checkpoints import parse_checkpoint_url
+
+        parse_checkpoint_url(v)
+        return v
+
+
 class JuntoConfig(_Strict):
     pool: str | Pool = Field("embedded", description="pool file path or built-in name, or an inline pool")
     router: str | None = Field(None, description="router artifact directory; overrides the pool's")
-    strategy: str = "direct"
+    strategy: str = Field("auto", description="auto: the router picks the arm (junto.arms); direct without one")
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict, description="default parameters per strategy")
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    checkpoints: CheckpointSettings | None = None
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("strategies")

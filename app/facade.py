@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from junto.arms import AUTO
 from junto.config import JuntoConfig, load_config
 from junto.errors import ConfigError, JuntoError
 from junto.health import HealthTracker
@@ -28,18 +29,25 @@ from junto.pool.config import Pool
 from junto.pool.launcher import Launcher
 from junto.pool.types import Usage
 from junto.request import Request, build_request
+from junto.stores import Stores, build_stores
 
 Messages = Sequence[Mapping[str, Any]]
 
 
 @dataclass
 class Routing:
-    """Why these deployments: the ranked candidates, the router that ranked them, and its time."""
+    """Why these deployments: the ranked candidates, the router that ranked them, and its time.
+
+    ``arms``: the pool's routing arms (``junto.arms``) best first, when a router ranked them; ``arm``
+    is the one the request ran (strategy ``auto``), ``None`` otherwise.
+    """
 
     ranked: list[str]
     scores: dict[str, float] = field(default_factory=dict)
     router: str = "pool-order"
     routing_ms: float = 0.0
+    arms: list[str] = field(default_factory=list)
+    arm: str | None = None
 
 
 @dataclass
@@ -68,7 +76,8 @@ class JuntoResult:
             "answer": self.answer, "text": self.text, "deployment": self.deployment,
             "deployments": self.deployments, "strategy": self.strategy,
             "routing": {"ranked": self.routing.ranked, "scores": self.routing.scores, "router": self.routing.router,
-                        "routing_ms": round(self.routing.routing_ms, 4)},
+                        "routing_ms": round(self.routing.routing_ms, 4), "arms": self.routing.arms,
+                        "arm": self.routing.arm},
             "usage": {"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens,
                       "total_tokens": self.usage.total_tokens, "estimated": self.usage.estimated},
             "cost_usd": self.cost_usd, "latency_s": round(self.latency_s, 4),
@@ -131,13 +140,24 @@ class Junto:
     """Route, reason and answer over one pool. Use as a (async) context manager to close cleanly."""
 
     def __init__(self, pool: Pool, *, config: JuntoConfig | None = None, router: Any = None,
-                 state_root: Path | None = None, auto_start: bool = True, keep: bool = True):
+                 state_root: Path | None = None, auto_start: bool = True, keep: bool = True,
+                 stores: Stores | None = None):
+        """``stores``: where shared state lives (:mod:`junto.stores`); default: built from ``config``
+        (``store:``, ``checkpoints:``) and closed with this object. Stores passed in are the caller's to close."""
         self.pool = pool
         self.config = config or JuntoConfig(pool=pool)
         self.launcher = Launcher(pool, state_root)
         self.auto_start = auto_start
         self.keep = keep
+        self._own_stores = stores is None
+        self.stores = build_stores(self.config) if stores is None else stores
         self.health = HealthTracker(self.config.gateway.cooldown.failures, self.config.gateway.cooldown.seconds)
+        self._health_sync: Any = None
+        if self.stores.shared:  # other replicas see this one's cool-downs and it sees theirs
+            from junto.stores.health_sync import HealthSync
+
+            self._health_sync = HealthSync(self.health, self.stores.cooldowns, [d.name for d in pool.deployments],
+                                           interval_s=self.stores.health_sync_s)
         self._router = router
         self._router_loaded = router is not None
         self._templates: Any = None
@@ -146,12 +166,26 @@ class Junto:
         self._up = False
         self._portal_cm = None
         self._portal = None
+        for arm in self.pool.arms:  # an arm's strategy and parameters are checked when the pool loads
+            try:
+                build_request(arm.strategy, arm.params, self.config.strategies.get(arm.strategy))
+            except ConfigError as exc:
+                raise ConfigError(f"{pool.source or pool.name}: arm {arm.name!r}: {exc.message}", hint=exc.hint,
+                                  param=exc.param) from None
         for name, defaults in self.config.strategies.items():  # a bad default fails now, not on every request
             try:
                 build_request(name, None, defaults)
             except ConfigError as exc:
                 where = self.config.source or "the junto config"
                 raise ConfigError(f"{where}: strategies.{name}: {exc.message}", hint=exc.hint, param=exc.param) from None
+        if self.config.checkpoints is not None and self.config.checkpoints.strategies:
+            from junto.reasoning import strategy_names
+
+            unknown = sorted(set(self.config.checkpoints.strategies) - set(strategy_names()))
+            if unknown:
+                where = self.config.source or "the junto config"
+                raise ConfigError(f"{where}: checkpoints.strategies: unknown strategy {', '.join(map(repr, unknown))}",
+                                  hint=f"choose among: {', '.join(strategy_names())}", param="checkpoints.strategies")
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -237,7 +271,14 @@ class Junto:
                 self._up = True
         if self._client is None:
             self._client = PoolClient(self.pool, self.launcher.endpoints())
+            await self.astart_stores()
         return self._client
+
+    async def astart_stores(self) -> None:
+        """Connect the stores and start sharing cool-downs (inside the running loop); idempotent."""
+        await self.stores.start()
+        if self._health_sync is not None:
+            self._health_sync.start()
 
     def stop_started(self) -> list[str]:
         """Stop the servers this object started (sync); servers that were already running stay."""
@@ -247,6 +288,10 @@ class Junto:
         return stopped
 
     async def aclose(self) -> None:
+        if self._health_sync is not None:
+            await self._health_sync.stop()
+        if self._own_stores:
+            await self.stores.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -306,12 +351,29 @@ class Junto:
             default = self.pool.default_deployment.name
             return Routing([default] + [n for n in names if n != default])
         query = last_user_text(as_messages(messages))
+        arms = {a.name: a for a in self.pool.arm_list()}
         t0 = time.perf_counter()
-        decision = router.route(query, candidates=names)
+        decision = router.route(query, candidates=list(arms))
         ms = (time.perf_counter() - t0) * 1000
-        ranked = [m for m, _ in decision.ranked]
+        ranked_arms = [m for m, _ in decision.ranked]
+        ranked: list[str] = []
+        for m in ranked_arms:  # deployments in the order of their best arm
+            if arms[m].deployment not in ranked:
+                ranked.append(arms[m].deployment)
         ranked += [n for n in names if n not in ranked]
-        return Routing(ranked, {m: float(s) for m, s in decision.ranked}, getattr(router, "method", "router"), ms)
+        return Routing(ranked, {m: float(s) for m, s in decision.ranked}, getattr(router, "method", "router"), ms,
+                       arms=ranked_arms)
+
+    def _run_arm(self, routing: Routing, messages: list[dict[str, Any]], params: Mapping[str, Any]
+                 ) -> tuple[Request, list[dict[str, Any]]]:
+        """Strategy ``auto``: the top-ranked arm's strategy, deployment first, parameters under the request's."""
+        arm = self.pool.arm(routing.arms[0]) if routing.arms else None
+        if arm is None:
+            return self.prepare("direct", params), messages
+        routing.arm = arm.name
+        routing.ranked = [arm.deployment] + [n for n in routing.ranked if n != arm.deployment]
+        request = build_request(arm.strategy, {**arm.params, **params}, self.config.strategies.get(arm.strategy))
+        return request, arm.messages(messages)
 
     # -- answering ---------------------------------------------------------------------------
     async def astream(self, prompt: str | Messages, *, strategy: str | None = None, deployment: str | None = None,
@@ -323,11 +385,13 @@ class Junto:
         from servers that report none in streams, e.g. llama.cpp) and yields no TokenEvent.
         """
         messages = as_messages(prompt, system)
-        request = self.prepare(strategy, params)
-        strategy = request.strategy
+        request = self.prepare(strategy, params)  # "auto": sampling and budgets only, until an arm is chosen
         trace_id = trace_id or uuid.uuid4().hex
         t0 = time.perf_counter()
         routing = await self.aroute(messages, deployment)  # on the user's words, before any template is added
+        if request.strategy == AUTO:
+            request, messages = self._run_arm(routing, messages, params)
+        strategy = request.strategy
         if self.config.memory.templates and (self._templates is None or self._blocking(self._templates)):
             messages, template_ids = await asyncio.to_thread(self._with_templates, messages)
         else:
@@ -398,7 +462,15 @@ class Junto:
                          max_samples=request.budgets.max_samples, max_tokens=request.sampling.max_tokens,
                          deadline_s=request.budgets.deadline_s, router=self.router, memory=self.templates,
                          health=self.health, passthrough=request.passthrough)
-        async for ev in stream_strategy(request.strategy, ctx, messages, request.params):
+        checkpoint: dict[str, Any] = {}
+        cp = self.stores.checkpoints
+        if cp is not None and cp.wants(request.strategy):
+            # keyed by the trace id: the same trace id asked again resumes an unfinished run
+            what = {"params": request.params, "sampling": request.sampling.given(),
+                    "budgets": request.budgets.model_dump(), "passthrough": request.passthrough}
+            checkpoint = {"checkpointer": await cp.saver(),
+                          "thread_id": cp.thread_id(trace_id, request.strategy, messages, what)}
+        async for ev in stream_strategy(request.strategy, ctx, messages, request.params, **checkpoint):
             if ev.get("type") == "token":
                 yield TokenEvent(ev.get("text", ""), ev.get("deployment", ""))
             elif ev.get("type") == "result":

@@ -16,7 +16,11 @@ Looking and calling are separate steps:
 
 So a deployment that is ranked but never called keeps its probe free for the request that does call
 it, and a probe whose holder vanished without a report is given up after ``probe_timeout_s``.
-Process-local state: with several gateway replicas each keeps its own (see docs/scale-out.md).
+
+The state is process-local and the API synchronous (the hot path pays no I/O). Several gateway
+replicas share cool-downs through a store (:mod:`junto.stores.health_sync`): the tracker tells its
+``listener`` when a deployment starts cooling or recovers, and the sync applies the other replicas'
+cool-downs with :meth:`HealthTracker.apply_remote` / :meth:`HealthTracker.clear_remote`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class _State:
     probe: int | None = None        # token of the permit holding the probe slot
     probe_since: float = 0.0
     total_failures: int = 0
+    remote: bool = False            # cooling because another replica said so (not our own failures)
 
 
 class Permit:
@@ -106,6 +111,9 @@ class HealthTracker:
         self.probe_timeout_s = probe_timeout_s
         self._states: dict[str, _State] = {}
         self._tokens = itertools.count(1)
+        #: called as ``listener(name, "cool", seconds)`` when our own failures start a cool-down and
+        #: ``listener(name, "recover", 0.0)`` when a deployment that was cooling answers again
+        self.listener: Callable[[str, str, float], None] | None = None
 
     def _s(self, name: str) -> _State:
         return self._states.setdefault(name, _State())
@@ -158,10 +166,7 @@ class HealthTracker:
         s = self._s(name)
         if token is not None and s.probe == token:
             s.probe = None
-        s.consecutive_failures += 1
-        s.total_failures += 1
-        if s.consecutive_failures >= self.failures:
-            s.cooling_until = self.clock() + self.seconds
+        self._count_failure(name, s)
 
     def _release(self, name: str, token: int | None) -> None:
         s = self._states.get(name)
@@ -171,16 +176,69 @@ class HealthTracker:
     # -- outcomes reported without a permit (kept for callers that do their own bookkeeping) ----
     def success(self, name: str) -> None:
         s = self._s(name)
+        if s.consecutive_failures >= self.failures and self.listener is not None:
+            self.listener(name, "recover", 0.0)
         s.consecutive_failures = 0
         s.probe = None
+        s.remote = False
 
     def failure(self, name: str) -> None:
         s = self._s(name)
+        s.probe = None
+        self._count_failure(name, s)
+
+    def _count_failure(self, name: str, s: _State) -> None:
         s.consecutive_failures += 1
         s.total_failures += 1
-        s.probe = None
         if s.consecutive_failures >= self.failures:
             s.cooling_until = self.clock() + self.seconds
+            s.remote = False
+            if self.listener is not None:
+                self.listener(name, "cool", self.seconds)
+
+    # -- state shared by other replicas (junto.stores.health_sync) ---------------------------------
+    def apply_remote(self, name: str, seconds_left: float) -> None:
+        """Another replica cooled ``name`` down for ``seconds_left`` more seconds: skip it here too.
+
+        Never shortens a cool-down of our own; the listener is not told (the news came from outside).
+        """
+        if seconds_left <= 0:
+            return
+        s = self._s(name)
+        until = self.clock() + seconds_left
+        if s.consecutive_failures >= self.failures and s.cooling_until >= until:
+            return
+        s.consecutive_failures = max(s.consecutive_failures, self.failures)
+        s.cooling_until = until
+        s.remote = True
+
+    def clear_remote(self, name: str, margin_s: float = 0.0) -> None:
+        """No replica reports ``name`` cooling any more: end a cool-down that came from outside.
+
+        Only a cool-down with more than ``margin_s`` left is ended early (the other replica's probe
+        succeeded); one about to run out becomes half-open as usual, so this replica probes too.
+        Our own cool-downs are never ended from outside.
+        """
+        s = self._states.get(name)
+        if s is None or not s.remote or s.consecutive_failures < self.failures:
+            return
+        if s.cooling_until - self.clock() > margin_s:
+            s.consecutive_failures = 0
+            s.cooling_until = 0.0
+            s.remote = False
+
+    def cooling(self) -> dict[str, tuple[float, bool]]:
+        """The deployments cooling now: name → (seconds left, whether the cool-down came from another replica)."""
+        now = self.clock()
+        return {name: (s.cooling_until - now, s.remote) for name, s in self._states.items()
+                if s.consecutive_failures >= self.failures and s.cooling_until > now}
+
+    def seconds_left(self, name: str) -> float:
+        """Seconds until ``name`` stops cooling (0 when it is not cooling)."""
+        s = self._states.get(name)
+        if s is None or s.consecutive_failures < self.failures:
+            return 0.0
+        return max(0.0, s.cooling_until - self.clock())
 
     def total_failures(self, name: str) -> int:
         s = self._states.get(name)

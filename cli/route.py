@@ -194,54 +194,61 @@ def calibrate(
     dataset: Annotated[Path, typer.Option("--dataset", help="JSONL of {question, answer, metric[, choices]}")],
     pool: Annotated[Optional[str], typer.Option("--pool", "-p", help="pool YAML or built-in name [default: embedded]")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="records file to write [default: <dataset>.records.jsonl]")] = None,
-    deployments: Annotated[Optional[str], typer.Option(help="comma-separated deployments [default: all]")] = None,
-    max_tokens: Annotated[int, typer.Option(min=1, help="most tokens per answer")] = 256,
-    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
+    arms: Annotated[Optional[str], typer.Option(
+        "--arms", "--deployments", help="comma-separated arms (a pool without arms: its deployments) [default: all]")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="most tokens per model call")] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="for direct arms")] = 0.0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N items")] = None,
     keep: Annotated[bool, typer.Option("--keep/--no-keep", help="leave the pool's servers running afterwards")] = True,
 ) -> None:
-    """Run each deployment over a labelled dataset, grade the answers, write routing records (resumable)."""
-    from junto.pool.config import load_pool
-    from junto.pool.launcher import Launcher
+    """Run each arm (deployment × strategy × parameters) over a labelled dataset through the facade, grade the
+    answers, write routing records keyed by arm (resumable)."""
+    from junto.facade import Junto
     from junto.routers.calibrate import load_dataset, progress_path
 
     items = load_dataset(dataset)
     if limit:
         items = items[:limit]
-    p = load_pool(pool)
-    names = [d.name for d in p.deployments]
-    if deployments:
-        names = [n.strip() for n in deployments.split(",") if n.strip()]
+    junto = Junto.from_config(pool, keep=keep)
+    names = [a.name for a in junto.pool.arm_list()]
+    if arms:
+        names = [n.strip() for n in arms.split(",") if n.strip()]
         for n in names:
-            p.deployment(n)  # raises a ConfigError naming the choices
+            junto.pool.arm(n)  # raises a ConfigError naming the choices
     out = out or dataset.with_name(dataset.stem + ".records.jsonl")
-    launcher = Launcher(p)
-    with err_console.status(f"starting pool {p.name!r}…") as spinner:
-        _endpoints, started = launcher.up(progress=lambda msg: spinner.update(msg))
+    with err_console.status(f"starting pool {junto.pool.name!r}…") as spinner:
+        junto.up(progress=lambda msg: spinner.update(msg))
     try:
-        summary = asyncio.run(_calibrate(p, launcher, names, items, out, max_tokens, temperature))
+        summary = asyncio.run(_calibrate(junto, names, items, out, max_tokens, temperature))
     finally:
-        if not keep and started:
-            launcher.down(started)
+        if not keep:
+            junto.stop_started()
     if summary["resumed"]:
         err_console.print(f"[dim]resumed: {summary['resumed']} graded answer(s) reused from {progress_path(out)}[/]")
     t = Table(title=f"calibration on {summary['records']} items")
-    t.add_column("deployment")
+    t.add_column("arm")
     t.add_column("mean score", justify="right")
     t.add_column("mean completion tokens", justify="right")
+    t.add_column("mean latency (s)", justify="right")
     t.add_column("mean cost (USD)", justify="right")
     for d, s in summary["mean_score"].items():
         toks = summary.get("mean_completion_tokens", {}).get(d)
+        lat = summary.get("mean_latency_s", {}).get(d)
         cost = summary.get("mean_cost", {}).get(d)
-        t.add_row(d, f"{s:.3f}", "–" if toks is None else f"{toks:.0f}", "–" if cost is None else f"{cost:.6f}")
+        t.add_row(d, f"{s:.3f}", "–" if toks is None else f"{toks:.0f}", "–" if lat is None else f"{lat:.2f}",
+                  "–" if cost is None else f"{cost:.6f}")
     console.print(t)
     console.print(f"wrote {summary['records']} records → {summary['out']} "
                   f"({summary['graded_now']} answers graded now, {summary['resumed']} reused)")
+    if summary["failed"]:
+        err_console.print(f"[yellow]{len(summary['failed'])} answer(s) failed and were not graded; rerun the same "
+                          f"command to retry them (records hold only items every arm graded)[/]")
+        raise typer.Exit(1)
 
 
-async def _calibrate(pool, launcher, names, items, out, max_tokens, temperature):
-    from junto.pool.client import PoolClient
+async def _calibrate(junto, names, items, out, max_tokens, temperature):
     from junto.routers.calibrate import calibrate as run
+    from junto.routers.calibrate import facade_answer
 
     with _progress() as progress:
         task = progress.add_task("calibrating", total=len(items) * len(names))
@@ -249,6 +256,49 @@ async def _calibrate(pool, launcher, names, items, out, max_tokens, temperature)
         def on_result(item, dep, score, resumed):
             progress.advance(task)
 
-        async with PoolClient(pool, launcher.endpoints()) as client:
-            return await run(client, names, items, Path(out), max_tokens=max_tokens, temperature=temperature,
-                             on_result=on_result)
+        def on_error(item, arm, exc):
+            progress.advance(task)
+            err_console.print(f"[yellow]not graded: item {item.id} by {arm}: {exc.message}[/] (a rerun retries it)",
+                              highlight=False)
+
+        junto.keep = True  # the servers are stopped (or kept) by the caller, after the event loop is gone
+        async with junto:
+            return await run(facade_answer(junto, max_tokens=max_tokens, temperature=temperature), names, items,
+                             Path(out), on_result=on_result, on_error=on_error)
+
+
+@route_app.command("dataset")
+@handle_errors
+def dataset(
+    source: Annotated[Path, typer.Option("--from", help="the shared routing queries (queries_train.jsonl), GSM8K's "
+                                         "train.jsonl or HumanEval.jsonl.gz")],
+    out: Annotated[Path, typer.Option("--out", help="calibration JSONL to write")],
+    per_task: Annotated[str, typer.Option("--per-task", help="items per task (a positive number), or 'all'")] = "20",
+    seed: Annotated[int, typer.Option("--seed", help="sampling seed (each task draws with its own generator)")] = 0,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="comma-separated tasks [default: all]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON object")] = False,
+) -> None:
+    """Make a calibration set from shared data: every task's rows become graded items (mc, numeric, math, f1,
+    code, coverage), N per task, stratified and deterministic; rows whose reference cannot be parsed are skipped
+    and counted."""
+    from junto.paths import atomic_write_text
+    from junto.routers.tasks import build_dataset, dumps_items, parse_per_task
+
+    n = parse_per_task(per_task)
+    wanted = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    items, summary = build_dataset(source, per_task=n, seed=seed, tasks=wanted)
+    if not items:
+        raise ConfigError(f"{source}: no valid items", hint="see the skipped reasons with --json")
+    atomic_write_text(out, dumps_items(items))
+    summary["out"] = str(out)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    t = Table(title=f"{summary['items']} items from {source} (per task {summary['per_task']}, seed {seed})")
+    for col in ("task", "rows", "valid", "selected", "skipped"):
+        t.add_column(col, justify="left" if col in ("task", "skipped") else "right")
+    for task, s in summary["tasks"].items():
+        why = ", ".join(f"{k}: {v}" for k, v in s["skipped"].items()) or "–"
+        t.add_row(task, str(s["rows"]), str(s["valid"]), str(s["selected"]), why)
+    console.print(t)
+    console.print(f"wrote {summary['items']} items → {out} ({summary['skipped']} rows skipped)")

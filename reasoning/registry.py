@@ -6,7 +6,11 @@ plain dicts, each with a ``"type"``; the last one is ``{"type": "result", "resul
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import importlib
+import typing
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -93,23 +97,114 @@ def _prepare(name: str, ctx: RunContext, messages: Sequence[Mapping[str, Any]], 
     return strategy, strategy.make_input(ctx, msgs, p)
 
 
-async def stream_strategy(name: str, ctx: RunContext, messages: Sequence[Mapping[str, Any]],
-                          params: Mapping[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
-    """Run strategy ``name``, yielding its progress events, then ``{"type": "result", "result": ...}``."""
-    strategy, state = _prepare(name, ctx, messages, params)
-    final: dict[str, Any] | None = None
-    async for mode, chunk in strategy.graph.astream(state, context=ctx, stream_mode=["custom", "values"]):
-        if mode == "custom":
-            yield chunk
+def _checkpointed(graph: Any, checkpointer: Any, thread_id: str | None) -> tuple[Any, dict[str, Any]]:
+    """The graph with ``checkpointer`` attached (a shallow copy, made once per saver) and the run's config."""
+    if not thread_id:
+        raise ConfigError("a checkpointed strategy run needs a thread id",
+                          hint="pass thread_id= (the facade derives it from the request's trace id)")
+    per_saver = _WITH_SAVER.setdefault(checkpointer, {})
+    copy = per_saver.get(id(graph))
+    if copy is None:
+        # a saver opened strict (junto.stores.checkpoints) reads back only the types this graph's state holds
+        saver = checkpointer.with_allowlist(state_types(graph))
+        copy = per_saver[id(graph)] = graph.copy({"checkpointer": saver})
+    return copy, {"configurable": {"thread_id": thread_id}}
+
+
+def state_types(graph: Any) -> set[tuple[str, str]]:
+    """(module, class name) of every model, dataclass and enum a graph's state or node inputs can hold:
+    the types a checkpoint of this graph may contain, and the only ones read back from one."""
+    found: set[tuple[str, str]] = set()
+    seen: set[int] = set()
+
+    def visit(t: Any) -> None:
+        if typing.get_origin(t) is not None:
+            for arg in typing.get_args(t):
+                visit(arg)
+            return
+        if not isinstance(t, type) or id(t) in seen:
+            return
+        seen.add(id(t))
+        if typing.is_typeddict(t):
+            hints: dict[str, Any] = typing.get_type_hints(t)
+        elif dataclasses.is_dataclass(t) or issubclass(t, (BaseModel, enum.Enum)):
+            found.add((t.__module__, t.__qualname__))
+            hints = ({k: f.annotation for k, f in t.model_fields.items()} if issubclass(t, BaseModel)
+                     else typing.get_type_hints(t) if dataclasses.is_dataclass(t) else {})
         else:
-            final = chunk
+            return
+        for h in hints.values():
+            visit(h)
+
+    builder = graph.builder
+    for schema in [builder.state_schema, *(getattr(spec, "input_schema", None) for spec in builder.nodes.values())]:
+        if schema is not None:
+            visit(schema)
+    return found
+
+
+#: saver → {id(compiled graph): the graph's copy with that saver}
+_WITH_SAVER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+async def _start(graph: Any, config: dict[str, Any], state: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
+    """The input to run with: ``None`` resumes the thread's unfinished run, ``state`` starts one."""
+    snapshot = await graph.aget_state(config)
+    # stopped before its end (killed, cancelled): the step it was in has tasks, finished or not (``next``
+    # omits the finished ones, so it is empty when the process died right after a step's last task)
+    if snapshot.tasks:
+        return None, snapshot
+    return state, None
+
+
+async def stream_strategy(name: str, ctx: RunContext, messages: Sequence[Mapping[str, Any]],
+                          params: Mapping[str, Any] | None = None, *, checkpointer: Any = None,
+                          thread_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
+    """Run strategy ``name``, yielding its progress events, then ``{"type": "result", "result": ...}``.
+
+    With a LangGraph ``checkpointer`` the run is saved under ``thread_id`` as it goes: if that thread
+    holds an unfinished run (its process was killed, or the caller went away), this resumes it — a
+    ``{"type": "resumed", ...}`` event first — and redoes only the tasks that had not finished. The
+    thread is deleted when the run ends, with a result or an error; a cancelled run keeps it.
+    """
+    strategy, state = _prepare(name, ctx, messages, params)
+    graph, config = strategy.graph, None
+    inp: dict[str, Any] | None = state
+    if checkpointer is not None:
+        graph, config = _checkpointed(graph, checkpointer, thread_id)
+        inp, snapshot = await _start(graph, config, state)
+        if snapshot is not None:
+            yield {"type": "resumed", "strategy": name, "thread_id": thread_id,
+                   "next": [t.name for t in snapshot.tasks], "step": (snapshot.metadata or {}).get("step")}
+    final: dict[str, Any] | None = None
+    try:
+        async for mode, chunk in graph.astream(inp, config, context=ctx, stream_mode=["custom", "values"]):
+            if mode == "custom":
+                yield chunk
+            else:
+                final = chunk
+    except Exception:
+        if checkpointer is not None:  # the run ended (with an error): a retry starts afresh
+            await checkpointer.adelete_thread(thread_id)
+        raise
     assert final is not None and "result" in final, f"strategy {name} ended without a result"
+    if checkpointer is not None:
+        await checkpointer.adelete_thread(thread_id)
     yield {"type": "result", "result": final["result"]}
 
 
 async def run_strategy(name: str, ctx: RunContext, messages: Sequence[Mapping[str, Any]],
-                       params: Mapping[str, Any] | None = None) -> StrategyResult:
-    """Run strategy ``name`` to its result (no events)."""
-    strategy, state = _prepare(name, ctx, messages, params)
-    final = await strategy.graph.ainvoke(state, context=ctx)
-    return final["result"]
+                       params: Mapping[str, Any] | None = None, *, checkpointer: Any = None,
+                       thread_id: str | None = None) -> StrategyResult:
+    """Run strategy ``name`` to its result (no events); ``checkpointer`` and ``thread_id`` as for
+    :func:`stream_strategy`."""
+    if checkpointer is None:
+        strategy, state = _prepare(name, ctx, messages, params)
+        final = await strategy.graph.ainvoke(state, context=ctx)
+        return final["result"]
+    result = None
+    async for ev in stream_strategy(name, ctx, messages, params, checkpointer=checkpointer, thread_id=thread_id):
+        if ev.get("type") == "result":
+            result = ev["result"]
+    assert result is not None
+    return result

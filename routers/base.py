@@ -501,22 +501,23 @@ def load_router(path: str | os.PathLike[str]) -> Router:
 def load_pool_router(pool: Any) -> Router | None:
     """The router named by a pool's ``router:`` field (relative to the pool file), or None.
 
-    Its model names must be the pool's deployment names (calibration records use them as keys);
-    a router that knows none of the deployments is a configuration error. Route with
-    ``candidates=pool_router_candidates(pool, router)`` to stay inside the pool.
+    Its model names are the pool's arm names (``junto.arms``: a pool that lists no arms has one per
+    deployment, named after it — calibration records use them as keys); a router that knows none of
+    them is a configuration error. Route with ``candidates=pool_router_candidates(pool, router)``.
     """
     if not getattr(pool, "router", None):
         return None
     router = load_router(pool.resolve_path(pool.router))
-    names = [d.name for d in pool.deployments]
+    names = [a.name for a in pool.arm_list()]
     if not set(router.models) & set(names):
         raise ConfigError(f"the router of pool {pool.name!r} ({pool.router}) routes among {', '.join(router.models)}, "
-                          f"none of which is a deployment of the pool ({', '.join(names)})",
-                          hint="fit the router on records keyed by deployment names: junto route calibrate --pool ...")
+                          f"none of which is an arm of the pool ({', '.join(names)})",
+                          hint="fit the router on records keyed by the pool's arm (or deployment) names: "
+                               "junto route calibrate --pool ...")
     return router
 
 
 def pool_router_candidates(pool: Any, router: Router) -> list[str]:
-    """The router's models that are deployments of ``pool``."""
-    names = {d.name for d in pool.deployments}
+    """The router's models that are arms of ``pool``."""
+    names = {a.name for a in pool.arm_list()}
     return [m for m in router.models if m in names]

@@ -29,13 +29,13 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from junto.answers import METRICS, grade
-from junto.errors import ConfigError
+from junto.errors import ConfigError, JuntoError
 from junto.paths import atomic_write_text
 from junto.routers.base import USAGE_FIELDS
 
@@ -54,6 +54,8 @@ class Item:
 
 
 def parse_dataset(lines: list[str], source: str = "<dataset>") -> list[Item]:
+    from junto.routers.tasks import EXTRA_METRICS, check_reference
+
     items: list[Item] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -70,9 +72,13 @@ def parse_dataset(lines: list[str], source: str = "<dataset>") -> list[Item]:
         if not (isinstance(a, str) or (isinstance(a, list) and a and all(isinstance(x, str) for x in a))):
             raise ConfigError(f"{source}: line {n} has no 'answer' (a string or a list of strings)",
                               hint="each item needs question, answer, metric")
-        if metric not in METRICS:
-            raise ConfigError(f"{source}: line {n}: metric {metric!r} is not one of {', '.join(METRICS)}",
-                              hint="mc (letter), numeric, math, exact or f1")
+        if metric not in METRICS + EXTRA_METRICS:
+            raise ConfigError(f"{source}: line {n}: metric {metric!r} is not one of "
+                              f"{', '.join(METRICS + EXTRA_METRICS)}",
+                              hint="mc (letter), numeric, math, exact, f1, code (tests run in a sandbox) or "
+                                   "coverage (concept words)")
+        if (problem := check_reference(metric, a)) is not None:
+            raise ConfigError(f"{source}: line {n}: {problem}")
         choices = d.get("choices")
         if metric == "mc" and not (isinstance(choices, list) and len(choices) >= 2):
             raise ConfigError(f"{source}: line {n}: metric 'mc' needs 'choices' (a list of at least 2 options)")
@@ -103,12 +109,20 @@ def build_messages(item: Item) -> list[dict[str, str]]:
         text += f"\n\n{opts}\n\nReply with the letter of the correct option, as 'Answer: X'."
     elif item.metric in ("numeric", "math"):
         text += "\n\nEnd with the final answer on its own line, as 'Answer: <value>'."
+    elif item.metric in ("code", "coverage"):
+        from junto.routers.tasks import code_prompt, coverage_prompt
+
+        text = code_prompt(item.question) if item.metric == "code" else coverage_prompt(item.question)
     else:
         text += "\n\nAnswer in a few words."
     return [{"role": "user", "content": text}]
 
 
 def score_answer(item: Item, text: str) -> float:
+    if item.metric in ("code", "coverage"):  # code runs in junto.sandbox; see junto.routers.tasks
+        from junto.routers.tasks import grade_item
+
+        return grade_item(item.metric, text, item.answer, question=item.question)
     return grade(item.metric, text, item.answer, n_choices=len(item.choices or []) or 5)
 
 
@@ -160,17 +174,58 @@ def progress_path(out: Path) -> Path:
     return out.with_name(out.name + ".progress.jsonl")
 
 
-async def calibrate(client, deployments: list[str], items: list[Item], out: Path, *,
-                    max_tokens: int = 256, temperature: float = 0.0, seed: int | None = 0,
-                    on_result: Callable[[Item, str, float, bool], None] | None = None) -> dict[str, Any]:
-    """Grade every (item, deployment) pair not already in the progress file; write the records.
+@dataclass
+class Answered:
+    """What one arm answered to one item, and what the answer cost."""
 
-    ``client`` is a :class:`junto.pool.client.PoolClient`. Deployments answer one item concurrently
-    (each behind its own server); items go one after another so progress is saved steadily.
-    Each progress line and record keeps the answer's prompt and completion tokens, latency and
-    cost. Returns a summary: pairs done now, pairs skipped (resumed), per-deployment mean score,
-    and per-deployment mean cost, completion tokens and latency over the answers that recorded them.
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cost: float
+    estimated: bool = False
+
+
+#: answers an item's messages with one arm: ``await answer(arm_name, messages)``
+AnswerFn = Callable[[str, list[dict[str, str]]], Awaitable[Answered]]
+
+
+def facade_answer(junto: Any, *, max_tokens: int = 256, temperature: float = 0.0, seed: int | None = 0) -> AnswerFn:
+    """Answer with the pool's arms through the ``Junto`` facade — the path chat, the SDK and the gateway serve.
+
+    Each arm runs its own strategy on its own deployment with its parameters; ``temperature`` and
+    ``seed`` apply to ``direct`` arms (a sampling strategy keeps its own temperature), ``max_tokens``
+    to every model call.
     """
+    async def answer(arm_name: str, messages: list[dict[str, str]]) -> Answered:
+        arm = junto.pool.arm(arm_name)
+        opts: dict[str, Any] = {"max_tokens": max_tokens, **arm.params}
+        if arm.strategy == "direct":
+            opts = {"temperature": temperature, **({"seed": seed} if seed is not None else {}), **opts}
+        r = await junto.achat(arm.messages(messages), strategy=arm.strategy, deployment=arm.deployment, **opts)
+        return Answered(r.text if r.votes is None else (r.answer or r.text), int(r.usage.prompt_tokens),
+                        int(r.usage.completion_tokens), float(r.latency_s), float(r.cost_usd),
+                        bool(r.usage.estimated))
+    return answer
+
+
+async def calibrate(answer: AnswerFn, arms: list[str], items: list[Item], out: Path, *,
+                    on_result: Callable[[Item, str, float, bool], None] | None = None,
+                    on_error: Callable[[Item, str, Exception], None] | None = None) -> dict[str, Any]:
+    """Grade every (item, arm) pair not already in the progress file; write the records.
+
+    A failed answer (a deployment down, a timeout) is not graded and not fatal: it is reported in the
+    summary's ``failed`` (and to ``on_error``), the other pairs go on, and the records hold the items
+    every arm has graded; a rerun tries the failed pairs again.
+
+    ``answer`` answers with one arm (:func:`facade_answer`: a deployment, or a (deployment, strategy,
+    parameters) arm of :mod:`junto.arms`); records are keyed by arm name, which is the deployment's
+    name for a pool that lists no arms. Arms answer one item concurrently; items go one after another
+    so progress is saved steadily. Each progress line and record keeps the answer's prompt and
+    completion tokens, latency and cost. Returns a summary: pairs done now, pairs skipped (resumed),
+    per-arm mean score, and per-arm mean cost, completion tokens and latency.
+    """
+    deployments = arms
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     prog = progress_path(out)
@@ -182,25 +237,38 @@ async def calibrate(client, deployments: list[str], items: list[Item], out: Path
                 if (it.key, d) in done:
                     on_result(it, d, done[(it.key, d)].score, True)
     new = 0
+    failures: list[dict[str, str]] = []
     with open(prog, "a", encoding="utf-8") as fh:
         for it in items:
             todo = [d for d in deployments if (it.key, d) not in done]
             if not todo:
                 continue
             msgs = build_messages(it)
-            results = await asyncio.gather(*(client.chat(d, msgs, max_tokens=max_tokens, temperature=temperature,
-                                                         seed=seed) for d in todo))
+            results = await asyncio.gather(*(answer(d, msgs) for d in todo), return_exceptions=True)
             for d, res in zip(todo, results):
-                s = score_answer(it, res.text)
-                g = Graded(s, int(res.usage.prompt_tokens), int(res.usage.completion_tokens),
-                           round(float(res.latency_s), 3), float(res.cost_usd))
+                if isinstance(res, BaseException):
+                    if not isinstance(res, JuntoError):
+                        raise res
+                    # not graded: a rerun tries this pair again; the other pairs go on
+                    failures.append({"item": it.id, "arm": d, "error": res.message})
+                    if on_error:
+                        on_error(it, d, res)
+                    continue
+                s = await asyncio.to_thread(score_answer, it, res.text)  # code runs in a sandbox: seconds, maybe
+                g = Graded(s, res.prompt_tokens, res.completion_tokens, round(res.latency_s, 3), res.cost)
                 _append(fh, {"item": it.key, "id": it.id, "deployment": d, "score": s, "answer": res.text[:2000],
-                             **g.usage(), "usage_estimated": bool(getattr(res.usage, "estimated", False))})
+                             **g.usage(), "usage_estimated": res.estimated})
                 done[(it.key, d)] = g
                 new += 1
                 if on_result:
                     on_result(it, d, s, False)
     records = []
+    complete = [it for it in items if all((it.key, d) in done for d in deployments)]
+    if not complete:
+        raise JuntoError(f"no item was graded by every arm ({len(failures)} answer(s) failed; first: "
+                         f"{failures[0]['arm'] + ': ' + failures[0]['error'] if failures else 'none'})",
+                         hint="check the pool (junto pool status) and rerun: graded answers are kept")
+    items = complete  # records need every arm's score; a rerun completes the rest
     for it in items:
         rec: dict[str, Any] = {"question": it.question, "scores": {d: done[(it.key, d)].score for d in deployments}}
         usage = {d: u for d in deployments if (u := done[(it.key, d)].usage())}
@@ -218,6 +286,6 @@ async def calibrate(client, deployments: list[str], items: list[Item], out: Path
                 out_[d] = sum(vals) / len(vals)
         return out_
 
-    return {"records": len(records), "graded_now": new, "resumed": skipped, "mean_score": means,
+    return {"records": len(records), "graded_now": new, "resumed": skipped, "failed": failures, "mean_score": means,
             "mean_cost": mean_of("cost"), "mean_completion_tokens": mean_of("completion_tokens"),
             "mean_latency_s": mean_of("latency_s"), "out": str(out), "progress": str(prog)}

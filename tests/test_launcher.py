@@ -14,7 +14,7 @@ from junto.errors import JuntoError, ServerStartError
 from junto.pool.config import load_pool, parse_pool
 from junto.pool.launcher import Launcher, group_members, probe
 from junto.pool.models import model_path
-from junto.pool.threads import available_cores, pool_thread_plan
+from junto.pool.threads import BATCH_THREAD_FLAGS, THREAD_FLAGS, argv_flag, available_cores, pool_thread_plan
 
 
 def embedded_like(name: str = "t", **launch) -> dict:
@@ -33,7 +33,7 @@ def test_up_status_down_leaves_no_process(tmp_path):
     assert st.state == "running" and st.pid == rec.pid
     assert st.detail == "1 thread"  # the explicit launch.n_threads
     args = cmdline(rec.pid)
-    assert args[args.index("--n_threads") + 1] == "1" and args[args.index("--n_threads_batch") + 1] == "1"
+    assert argv_flag(args, THREAD_FLAGS) == "1" and argv_flag(args, BATCH_THREAD_FLAGS) == "1"
     # a second `up` adopts the running server instead of starting another
     endpoints2, started2 = launcher.up()
     assert started2 == [] and endpoints2 == endpoints and launcher.records()["smol"].pid == rec.pid
@@ -60,7 +60,7 @@ def test_pair_pool_shares_the_cores_and_says_so(tmp_path):
         launcher.up(progress=messages.append)
         for name, n in plan.items():
             args = cmdline(launcher.records()[name].pid)
-            assert args[args.index("--n_threads") + 1] == str(n)
+            assert argv_flag(args, THREAD_FLAGS) == str(n)
             assert any(m.startswith(f"{name}: starting llamacpp server") and f"{n} thread" in m and "auto" in m
                        for m in messages), messages
             assert any(m.startswith(f"{name}: ready at") and f"({n} thread" in m for m in messages), messages

@@ -70,5 +70,52 @@ def test_router_that_knows_no_deployment_is_refused(router_dir, tmp_path):
                                 "deployments": [{"name": "x", "backend": "openai", "model": "m",
                                                  "url": "http://127.0.0.1:9/v1"}]}))
     proc = run_cli("chat", "--pool", str(pool), "hi")
-    assert proc.returncode == 2 and "none of which is a deployment" in proc.stderr
+    assert proc.returncode == 2 and "none of which is an arm of the pool" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def arm_pool(embedded_pool, router_dir) -> dict:
+    """One real deployment, two routing arms named as the router's models: sc with 2 samples, and direct."""
+    pool = real_pool(embedded_pool, "small")
+    return {**pool, "router": str(router_dir), "arms": [
+        {"name": "fast", "deployment": "small", "strategy": "sc", "params": {"samples": 2, "max_tokens": 8}},
+        {"name": "strong", "deployment": "small", "system": "Answer in one word."}]}
+
+
+@pytest.mark.parametrize("question", ["What is the integral of x^2 from 0 to 3?", "Who wrote Hamlet?"])
+def test_auto_runs_the_arm_the_router_ranks_first(router_dir, tmp_path, embedded_pool, question):
+    (tmp_path / "pool.yaml").write_text(json.dumps(arm_pool(embedded_pool, router_dir)))
+    with Junto.from_config(str(tmp_path / "pool.yaml"), state_root=tmp_path) as j:
+        expected = j.route(question).arms
+        r = j.chat(question, max_tokens=8)
+        assert r.routing.arms == expected and r.routing.arm == expected[0]
+        arm = j.pool.arm(r.routing.arm)
+        assert r.strategy == arm.strategy and r.deployment == "small"
+        assert r.samples == (2 if arm.strategy == "sc" else 1)
+        # an explicit strategy runs on the best deployment; no arm is claimed
+        r = j.chat(question, strategy="direct", max_tokens=4)
+        assert r.routing.arm is None and r.strategy == "direct"
+
+
+def test_gateway_reports_the_arm(router_dir, tmp_path, embedded_pool):
+    with serve({"pool": arm_pool(embedded_pool, router_dir)}, tmp_path) as (gw, _):
+        r = httpx.post(f"{gw}/v1/chat/completions", timeout=120,
+                       json={"model": "junto-auto", "max_tokens": 8,
+                             "messages": [{"role": "user", "content": "Who wrote Hamlet?"}]})
+        assert r.status_code == 200, r.text
+        arm = r.headers["x-junto-arm"]
+        assert arm in ("fast", "strong") and r.json()["junto"]["routing"]["arm"] == arm
+        assert r.headers["x-junto-strategy"] == {"fast": "sc", "strong": "direct"}[arm]
+
+
+def test_bad_arms_are_refused_at_load(router_dir, tmp_path, embedded_pool):
+    pool = arm_pool(embedded_pool, router_dir)
+    pool["arms"][0]["deployment"] = "nowhere"
+    (tmp_path / "a.yaml").write_text(json.dumps(pool))
+    proc = run_cli("chat", "--pool", str(tmp_path / "a.yaml"), "hi")
+    assert proc.returncode == 2 and "arms[0].deployment 'nowhere'" in proc.stderr and "Traceback" not in proc.stderr
+    pool = arm_pool(embedded_pool, router_dir)
+    pool["arms"][0]["params"] = {"samples": 0}
+    (tmp_path / "b.yaml").write_text(json.dumps(pool))
+    proc = run_cli("chat", "--pool", str(tmp_path / "b.yaml"), "hi")
+    assert proc.returncode == 2 and "arm 'fast'" in proc.stderr and "samples" in proc.stderr

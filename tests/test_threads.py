@@ -10,7 +10,7 @@ import pytest
 from junto.errors import ConfigError
 from junto.pool import threads as th
 from junto.pool.config import load_pool, parse_pool
-from junto.pool.threads import (argv_threads, available_cores, cgroup_cpu_limit, plan_threads, pool_thread_plan,
+from junto.pool.threads import (BATCH_THREAD_FLAGS, THREAD_FLAGS, argv_flag, argv_threads, available_cores, cgroup_cpu_limit, plan_threads, pool_thread_plan,
                                 reserve_cores, threads_for, usable_cores)
 
 
@@ -160,8 +160,8 @@ def test_backend_argv_carries_threads_and_batch_threads(tmp_path, monkeypatch):
                                                         "launch": launch}]}).deployments[0]
         return get_backend("llamacpp").command(dep, "127.0.0.1", 8123, None, lambda _m: None)[0]
 
-    def flag(args, name):
-        return args[args.index(name) + 1]
+    def flag(args, name):  # llama-server's flag or llama-cpp-python's, whichever server the pool runs
+        return argv_flag(args, THREAD_FLAGS if name == "--n_threads" else BATCH_THREAD_FLAGS)
 
     a = argv()  # alone on 16 cores: 14
     assert flag(a, "--n_threads") == "14" and flag(a, "--n_threads_batch") == "14"
@@ -185,8 +185,8 @@ def test_real_embedded_server_runs_with_the_planned_threads(embedded_pool, state
     rec = launcher.records()["smollm2-135m"]
     expected = pool_thread_plan(pool.deployments)["smollm2-135m"]
     args = cmdline(rec.pid)
-    assert args[args.index("--n_threads") + 1] == str(expected)
-    assert args[args.index("--n_threads_batch") + 1] == str(expected)
+    assert argv_flag(args, THREAD_FLAGS) == str(expected)
+    assert argv_flag(args, BATCH_THREAD_FLAGS) == str(expected)
     cores = available_cores()
     if cores >= 2:
         assert expected < cores, "a core stays free"

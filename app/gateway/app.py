@@ -23,12 +23,13 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from junto.config import GatewaySettings
 from junto.errors import BackendError, ConfigError, JuntoError
 from junto.facade import Junto, ResultEvent, RoutedEvent, TokenEvent
-from junto.gateway.limits import KeyInfo, KeyStore, RateLimiter
+from junto.gateway.limits import KeyInfo, KeyStore
 from junto.gateway.metrics import Metrics
 from junto.gateway.schemas import (
     ChatCompletion,
@@ -38,6 +39,7 @@ from junto.gateway.schemas import (
     ModelList,
     Readiness,
 )
+from junto.stores import Stores
 
 log = logging.getLogger("junto.gateway")
 
@@ -158,11 +160,16 @@ def build_keys(settings: GatewaySettings) -> KeyStore:
     return KeyStore(keys)
 
 
-def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strategies: list[str] | None = None) -> FastAPI:
+def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strategies: list[str] | None = None,
+               stores: Stores | None = None) -> FastAPI:
+    """The gateway in front of ``junto``. ``stores`` (default: ``junto.stores``, built from the config's
+    ``store:``) hold the rate-limit buckets; with a Redis store every replica shares them."""
     settings = settings or junto.config.gateway
     keys = build_keys(settings)
-    limiter = RateLimiter()
+    stores = junto.stores if stores is None else stores
+    limits = stores.limits
     metrics = Metrics()
+    metrics.registry.register(_StoreCollector(stores))
     if strategies is None:
         try:
             from junto.reasoning import strategy_names
@@ -171,15 +178,20 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         except ImportError:
             strategies = ["direct"]
     deployments = {d.name for d in junto.pool.deployments}
-    virtual = {AUTO_MODEL: "direct", **{f"{PREFIX}{s}": s for s in strategies if s != "direct"}}
+    # junto-auto: the router picks the arm (deployment, strategy, parameters; junto.arms), direct without one
+    virtual = {AUTO_MODEL: "auto", **{f"{PREFIX}{s}": s for s in strategies if s not in ("direct", "auto")}}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await junto.aup()
+        await stores.start()
+        await junto.astart_stores()
         app.state.probe = httpx.AsyncClient(timeout=2.0)
         yield
         await app.state.probe.aclose()
         await junto.aclose()
+        if stores is not junto.stores:
+            await stores.aclose()
 
     app = FastAPI(title="junto gateway", version="0.1.0", lifespan=lifespan,
                   description="Routed OpenAI-compatible chat completions over a pool of small models.")
@@ -189,7 +201,7 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"],
-                           expose_headers=["x-junto-deployment", "x-junto-strategy", "x-junto-routing-ms",
+                           expose_headers=["x-junto-deployment", "x-junto-strategy", "x-junto-arm", "x-junto-routing-ms",
                                            "x-junto-request-id", "x-junto-cost"])
 
     # -- errors: OpenAI-shaped, never a stack trace ------------------------------------------
@@ -234,20 +246,25 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
                                         "authentication_error", "invalid_api_key")
         return info, None
 
-    def admit(request: Request, info: KeyInfo | None) -> JSONResponse | None:
-        who = info.name if info else (request.client.host if request.client else "anonymous")
+    async def admit(request: Request, info: KeyInfo | None) -> JSONResponse | None:
         rpm = info.requests_per_minute if info else settings.default_requests_per_minute
         tpm = info.tokens_per_minute if info else settings.default_tokens_per_minute
-        wait = limiter.check(who, rpm, tpm)
+        if not rpm and not tpm:
+            return None
+        who = info.name if info else (request.client.host if request.client else "anonymous")
+        # the store answers even when Redis is down (from this process's buckets): never a 5xx for want of it
+        wait = await limits.check(who, rpm, tpm)
         if wait:
             metrics.errors.labels("rate_limit").inc()
             return error_response(429, f"rate limit reached for {who!r}; retry after {wait} s", "rate_limit_error",
                                   "rate_limit_exceeded", headers={"Retry-After": str(wait)})
         return None
 
-    def charge(request: Request, info: KeyInfo | None, tokens: int) -> None:
-        who = info.name if info else (request.client.host if request.client else "anonymous")
-        limiter.charge_tokens(who, info.tokens_per_minute if info else settings.default_tokens_per_minute, tokens)
+    async def charge(request: Request, info: KeyInfo | None, tokens: int) -> None:
+        tpm = info.tokens_per_minute if info else settings.default_tokens_per_minute
+        if tpm:
+            who = info.name if info else (request.client.host if request.client else "anonymous")
+            await limits.charge_tokens(who, tpm, tokens)
 
     # -- routes ------------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, responses={500: _AUTH_ERRORS[500]})
@@ -260,12 +277,22 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         endpoints = {**junto.launcher.endpoints()}
         states: dict[str, str] = {}
 
-        async def check(name: str, url: str) -> None:
+        async def probe(url: str) -> str:
             try:
                 r = await app.state.probe.get(f"{url}/models")
-                states[name] = "ready" if r.status_code == 200 else f"http {r.status_code}"
+                return "ready" if r.status_code == 200 else f"http {r.status_code}"
             except httpx.HTTPError as exc:
-                states[name] = f"unreachable ({exc.__class__.__name__})"
+                return f"unreachable ({exc.__class__.__name__})"
+
+        async def check(name: str, url: str) -> None:
+            replicas = junto.pool.deployment(name).urls or []
+            if len(replicas) < 2:
+                states[name] = await probe(url)
+                return
+            # a replica set is ready while one replica is: the client fails over to it
+            seen = await asyncio.gather(*(probe(u) for u in replicas))
+            up = sum(v == "ready" for v in seen)
+            states[name] = f"{'ready' if up else 'unreachable'} ({up}/{len(replicas)} replicas)"
 
         await asyncio.gather(*(check(n, u) for n, u in endpoints.items()))
         for d in junto.pool.deployments:
@@ -273,8 +300,9 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
             if junto.health.state(d.name) != "ok":
                 states[d.name] += f", {junto.health.state(d.name)}"
         ok = any(v.startswith(("ready", "external")) for v in states.values())
-        return JSONResponse({"status": "ready" if ok else "unavailable", "deployments": states},
-                            status_code=200 if ok else 503)
+        # the store never decides readiness: a gateway whose Redis is down still serves (on local state)
+        return JSONResponse({"status": "ready" if ok else "unavailable", "deployments": states,
+                             "store": stores.status()}, status_code=200 if ok else 503)
 
     @app.get("/metrics", response_class=Response, responses={
         200: {"description": "Prometheus metrics (text exposition format 0.0.4)",
@@ -302,7 +330,7 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         info, denied = authenticate(request)
         if denied:
             return denied
-        limited = admit(request, info)
+        limited = await admit(request, info)
         if limited:
             return limited
         if body.model in virtual:
@@ -321,7 +349,7 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         if settings.max_tokens_limit:
             params["max_tokens"] = min(params.get("max_tokens", settings.max_tokens_limit), settings.max_tokens_limit)
         extra = body.junto or {}
-        if strategy == "direct" and extra:
+        if strategy in ("direct", "auto") and extra:
             return error_response(400, "'junto' parameters apply to strategies (model junto-<strategy>), "
                                        "not to direct answers", "invalid_request_error", "invalid_value", "junto")
         if strategy != "direct":
@@ -347,8 +375,12 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         except JuntoError as exc:
             await events.aclose()
             return _backend_error(exc, body.model, strategy)
+        if strategy == "auto":  # the strategy that runs: the chosen arm's, or direct without arms
+            strategy = junto.pool.arm(routed.routing.arm).strategy if routed and routed.routing.arm else "direct"
         headers = {"x-junto-strategy": strategy, "x-junto-request-id": request_id,
                    "x-junto-routing-ms": f"{routed.routing.routing_ms:.3f}" if routed else "0"}
+        if routed and routed.routing.arm:
+            headers["x-junto-arm"] = routed.routing.arm
         if isinstance(first, TokenEvent):
             headers["x-junto-deployment"] = first.deployment
         elif isinstance(first, ResultEvent):
@@ -367,9 +399,10 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
             finally:
                 await events.aclose()
             _observe(result, body.model, strategy, t0, None)
-            charge(request, info, result.usage.total_tokens)
             headers["x-junto-cost"] = f"{result.cost_usd:.8f}"
-            return JSONResponse(_completion(cid, created, body.model, result), headers=headers)
+            # tokens are charged once the answer is on its way: the store's round trip adds no latency
+            return JSONResponse(_completion(cid, created, body.model, result), headers=headers,
+                                background=BackgroundTask(charge, request, info, result.usage.total_tokens))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
             _sse(events, first, cid, created, body.model, strategy, include_usage, t0, request, info),
@@ -457,7 +490,7 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
                                                          "total_tokens": u.total_tokens}}).encode() + b"\n\n")
             yield b"data: [DONE]\n\n"
             _observe(result, model, strategy, t0, ttft)
-            charge(request, info, result.usage.total_tokens)
+            await charge(request, info, result.usage.total_tokens)
         except JuntoError as exc:
             # headers are gone: report in-band, the way OpenAI streams report errors
             metrics.errors.labels("backend_midstream").inc()
@@ -470,10 +503,34 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
     return app
 
 
+class _StoreCollector:
+    """Prometheus view of the store: ``junto_store_up`` (1 shared store answering or in-process, 0 degraded),
+    ``junto_store_fallbacks_total`` (operations served locally while Redis was down), ``junto_store_outages_total``."""
+
+    def __init__(self, stores: Stores):
+        self.stores = stores
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        conn = self.stores.connection
+        up = GaugeMetricFamily("junto_store_up", "Whether the state store answers (0: degraded, serving on local "
+                               "state)", labels=["kind"])
+        up.add_metric([self.stores.kind], 0.0 if conn is not None and not conn.up else 1.0)
+        yield up
+        fb = CounterMetricFamily("junto_store_fallbacks", "Store operations served from local state because the "
+                                 "shared store was unreachable")
+        fb.add_metric([], float(conn.fallbacks if conn is not None else 0))
+        yield fb
+        out = CounterMetricFamily("junto_store_outages", "Times the shared store became unreachable")
+        out.add_metric([], float(conn.outages if conn is not None else 0))
+        yield out
+
+
 def _junto_field(result: Any) -> dict[str, Any]:
     return {"deployment": result.deployment, "deployments": result.deployments, "strategy": result.strategy,
             "votes": result.votes, "samples": result.samples, "trace_id": result.trace_id,
-            "routing": {"ranked": result.routing.ranked, "router": result.routing.router},
+            "routing": {"ranked": result.routing.ranked, "router": result.routing.router, "arm": result.routing.arm},
             "cost_usd": result.cost_usd, "fallbacks": result.fallbacks}
 
 

@@ -159,5 +159,8 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
+    model_config = ConfigDict(extra="allow")
     status: Literal["ready", "unavailable"]
     deployments: dict[str, str]
+    store: str | None = Field(None, description="the shared store (store: redis://…): ok, or degraded while "
+                                                "unreachable (each replica then serves on its own state)")

@@ -32,6 +32,7 @@ import aiohttp
 from junto.errors import BackendError, ConfigError
 from junto.pool.backends import get_backend
 from junto.pool.config import Deployment, Pool
+from junto.pool.replicas import ReplicaSet
 from junto.pool.types import ChatResult, Choice, StreamDelta, StreamEnd, Usage
 
 Message = Mapping[str, Any]
@@ -96,6 +97,9 @@ class PoolClient:
         self._own_http = session is None
         self._connect_timeout_s = connect_timeout_s
         self._sems: dict[str, asyncio.Semaphore] = {}
+        #: deployments served by several replicas (``urls``): requests spread over them and fail over
+        self.replicas: dict[str, ReplicaSet] = {d.name: ReplicaSet(d.urls) for d in pool.deployments
+                                                if d.urls and len(d.urls) > 1}
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -135,6 +139,9 @@ class PoolClient:
         return sem
 
     def _url(self, dep: Deployment) -> str:
+        replicas = self.replicas.get(dep.name)
+        if replicas is not None:
+            return replicas.pick() or dep.url or ""
         url = self.endpoints.get(dep.name)
         if not url:
             raise BackendError(
@@ -168,12 +175,26 @@ class PoolClient:
 
     async def _send(self, dep: Deployment, url: str, body: dict[str, Any], timeout: float | None
                     ) -> aiohttp.ClientResponse:
-        """POST ``body``; retry with backoff only when no answer was produced (connection errors)."""
+        """POST ``body``; retry with backoff only when no answer was produced (connection errors).
+
+        On a replica set a connection error first fails over to the replicas not tried yet, at once.
+        """
         attempt = 0
+        replicas = self.replicas.get(dep.name)
+        tried: set[str] = set()
         while True:
             try:
                 return await self.http.post(url, json=body, headers=self._headers(dep), timeout=self._timeout(dep, timeout))
             except _CONNECTION_ERRORS as exc:
+                base = replicas.base_of(url) if replicas is not None else None
+                if base is not None:
+                    replicas.failed(base)
+                    tried.add(base)
+                    other = replicas.pick(exclude=tried)
+                    if other is not None:
+                        url = other + url[len(base):]
+                        continue
+                    tried.clear()  # every replica refused: back off, then go round again
                 if attempt >= dep.connect_retries:
                     raise self._connect_error(dep, url, exc) from None
                 await asyncio.sleep(0.1 * 2**attempt * (1 + random.random() * 0.25))

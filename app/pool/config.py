@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from junto.arms import Arm, arm_problems, implicit_arms
 from junto.errors import ConfigError
 
 Backend = Literal["llamacpp", "vllm", "openai", "litellm"]
@@ -29,8 +30,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+LLAMACPP_SERVERS: tuple[str, ...] = ("llama-server", "llama-cpp-python")
+
+
 class LlamaCppLaunch(_Strict):
-    """Settings for llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``)."""
+    """Settings for a llama.cpp server: llama.cpp's own ``llama-server`` (the default: parallel slots,
+    continuous batching; built by ``make install``) or llama-cpp-python's (``python -m llama_cpp.server``,
+    one request at a time)."""
 
     kind: Literal["llamacpp"] = Field("llamacpp", exclude=True, description="set from the deployment's backend")
     host: str = "127.0.0.1"
@@ -41,9 +47,29 @@ class LlamaCppLaunch(_Strict):
     n_threads_batch: int | Literal["auto"] = Field("auto", description="prompt-processing threads; 'auto': n_threads")
     n_batch: int = Field(512, ge=1)
     chat_format: str | None = None
+    server: Literal["llama-server", "llama-cpp-python"] = Field(
+        "llama-server", description="which llama.cpp server runs it: 'llama-server' (llama.cpp's own: parallel slots "
+                                    "= max_concurrency, continuous batching) or 'llama-cpp-python' (serial)")
+    server_binary: str | None = Field(None, description="llama-server only: the binary to run; default "
+                                                        "$JUNTO_LLAMA_SERVER, else the one `make install` built")
     startup_timeout_s: float = Field(120.0, gt=0)
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _server(cls, v: Any) -> Any:
+        if v is None:
+            return "llama-server"
+        if v not in LLAMACPP_SERVERS:
+            raise ValueError(f"must be one of {', '.join(LLAMACPP_SERVERS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _server_binary_needs_llama_server(self) -> LlamaCppLaunch:
+        if self.server_binary and self.server != "llama-server":
+            raise ValueError("server_binary applies to 'server: llama-server' only")
+        return self
 
     @field_validator("n_threads", "n_threads_batch", mode="before")
     @classmethod
@@ -107,6 +133,9 @@ class Deployment(_Strict):
     backend: Backend
     model: str = Field(min_length=1, description="path, model id, litellm model string, or embedded:<key>")
     url: str | None = Field(None, description="base URL of a running OpenAI-compatible server (…/v1)")
+    urls: list[str] | None = Field(None, min_length=1, description="backend 'openai' only: base URLs of replicas "
+                                   "serving the same model; requests spread over them in turn and fail over "
+                                   "between them (a replica refusing connections is skipped for a while)")
     api_key_env: str | None = Field(None, description="environment variable holding the endpoint's API key")
     launch: Annotated[LlamaCppLaunch | VllmLaunch, Field(discriminator="kind")] | None = None
     context_length: int = Field(2048, ge=16)
@@ -138,10 +167,38 @@ class Deployment(_Strict):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _replica_urls(cls, data: Any) -> Any:
+        # 'urls' lists replicas; 'url' is then the first of them (launcher, probes and logs keep working on one URL)
+        if isinstance(data, dict) and isinstance(data.get("urls"), list) and data["urls"]:
+            urls = [u.rstrip("/") if isinstance(u, str) else u for u in data["urls"]]
+            first = urls[0]
+            if data.get("url") is not None and str(data["url"]).rstrip("/") != first:
+                raise ValueError("give either 'url' (one server) or 'urls' (replicas of one model), not both")
+            data = {**data, "urls": urls, "url": first}
+        return data
+
+    @field_validator("urls")
+    @classmethod
+    def _urls_shape(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        for i, u in enumerate(v):
+            if not u.startswith(("http://", "https://")):
+                raise ValueError(f"urls[{i}] {u!r} must start with http:// or https://")
+        if len(set(v)) != len(v):
+            raise ValueError("lists a replica twice; each URL once")
+        return v
+
     @model_validator(mode="after")
     def _backend_needs(self) -> Deployment:
         if self.backend == "openai" and not self.url:
             raise ValueError("backend 'openai' needs 'url', the base URL of the server (e.g. http://host:8000/v1)")
+        if self.urls is not None and self.backend != "openai":
+            raise ValueError(f"'urls' (a replica set) is for backend 'openai'; a {self.backend!r} deployment is one "
+                             f"server at one URL: list running replicas under a backend 'openai' deployment, or use "
+                             f"vLLM's launch.data_parallel_size (see docs/scale-out.md)")
         return self
 
     @property
@@ -162,6 +219,8 @@ class Pool(_Strict):
     deployments: list[Deployment] = Field(min_length=1)
     default: str | None = Field(None, description="deployment used when nothing routes; default: the first")
     router: str | None = Field(None, description="path to a router artifact directory (junto route fit)")
+    arms: list[Arm] = Field(default_factory=list, description="routing arms: (deployment, strategy, params); "
+                                                              "default one direct arm per deployment")
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -173,6 +232,9 @@ class Pool(_Strict):
             seen.add(dep.name)
         if self.default is not None and self.default not in seen:
             raise ValueError(f"default {self.default!r} is not a deployment of this pool (have: {', '.join(sorted(seen))})")
+        problems = arm_problems(self.arms, [d.name for d in self.deployments])
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -184,6 +246,17 @@ class Pool(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def arm_list(self) -> list[Arm]:
+        """The pool's routing arms: those it lists, else one direct arm per deployment."""
+        return list(self.arms) or implicit_arms([d.name for d in self.deployments])
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arm_list():
+            if a.name == name:
+                return a
+        raise ConfigError(f"pool {self.name!r} has no arm {name!r}",
+                          hint=f"choose one of: {', '.join(a.name for a in self.arm_list())}")
 
     def deployment(self, name: str) -> Deployment:
         for dep in self.deployments:

@@ -134,13 +134,24 @@ def explain(setting: Threads, threads: int, cores: int, local_deployments: int) 
             f"{shared})")
 
 
-def argv_threads(argv: Iterable[str]) -> int | None:
-    """The ``--n_threads`` value of a llama.cpp server command line, if it has one."""
-    args = list(argv)
+THREAD_FLAGS = ("--threads", "-t", "--n_threads")  # llama-server's, then llama-cpp-python's
+BATCH_THREAD_FLAGS = ("--threads-batch", "-tb", "--n_threads_batch")
+
+
+def argv_flag(argv: Iterable[str], names: Iterable[str]) -> str | None:
+    """The value of the first of ``names`` on a command line, or None."""
+    args, names = list(argv), tuple(names)
     for i, a in enumerate(args[:-1]):
-        if a == "--n_threads":
-            try:
-                return int(args[i + 1])
-            except ValueError:
-                return None
+        if a in names:
+            return args[i + 1]
+    return None
+
+
+def argv_threads(argv: Iterable[str]) -> int | None:
+    """The thread count of a llama.cpp server command line (llama-server or llama-cpp-python), if it has one."""
+    value = argv_flag(argv, THREAD_FLAGS)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
     return None

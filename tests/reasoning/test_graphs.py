@@ -78,14 +78,16 @@ async def test_sc_budgets_max_samples_and_tokens(embedded_pool, embedded_client)
     assert r.samples == 2 and r.extra["budget"] == 2
     assert r.usage.completion_tokens <= 2 * 4
     r = await run_strategy("sc", ctx_for(embedded_client, pool, max_tokens=8), Q,
-                           {"samples": 10, "early_stop": "none", "token_budget": 10, "seed": 1})
+                           {"samples": 10, "early_stop": "none", "token_budget": 10, "seed": 1,
+                            "batch": 1})
     assert r.extra["stopped"] == "token_budget" and 2 <= r.samples < 10 and r.samples_saved == 10 - r.samples
 
 
 async def test_sc_early_stopping_saves_samples_on_greedy_samples(embedded_pool, embedded_client):
     # temperature 0 makes every sample the same answer: the vote is decided after half the budget
     pool, _ = embedded_pool
-    events, r = await collect("sc", ctx_for(embedded_client, pool), {"samples": 6, "temperature": 0, "seed": 2})
+    events, r = await collect("sc", ctx_for(embedded_client, pool),
+                              {"samples": 6, "temperature": 0, "seed": 2, "batch": 1})  # one sample a round
     assert r.extra["stopped"] == "unbeatable" and r.samples == 3 and r.samples_saved == 3
     assert any(ev["type"] == "stop" and ev["reason"] == "unbeatable" for ev in events)
     r = await run_strategy("sc", ctx_for(embedded_client, pool), Q,

@@ -121,6 +121,6 @@ def test_pool_router_uses_deployment_names(static_router, tmp_path):
     assert r.route("What is 2 + 2?", candidates=cands).chosen in cands
     other = parse_pool({"name": "q", "deployments": [{"name": "x", "backend": "openai", "model": "x",
                                                       "url": "http://127.0.0.1:9/v1"}], "router": str(static_router)})
-    with pytest.raises(ConfigError, match="none of which is a deployment"):
+    with pytest.raises(ConfigError, match="none of which is an arm of the pool"):
         load_pool_router(other)
     assert load_pool_router(parse_pool({"name": "n", "deployments": deps})) is None

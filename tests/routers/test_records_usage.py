@@ -5,13 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from junto.errors import ConfigError
-from junto.pool.types import Usage
 from junto.routers.base import load_records, parse_records
 from junto.routers.calibrate import Item, calibrate, progress_path, read_progress
 
@@ -48,44 +46,53 @@ def test_usage_is_parsed_partially_and_validated():
             parse_records([{"question": "q", "scores": {"a": 1, "b": 0}, "usage": bad}])
 
 
-class FakeClient:
-    """Answers like a pool client: text, token usage, latency and the price-table cost."""
-
-    def __init__(self, answers: dict[str, str]):
-        self.answers = answers
-        self.calls: list[str] = []
-
-    async def chat(self, deployment, messages, **kw):
-        self.calls.append(deployment)
-        text = self.answers[deployment]
-        tokens = 10 * len(text)
-        return SimpleNamespace(text=text, usage=Usage(7, tokens), latency_s=0.1234 * len(text),
-                               cost_usd=tokens * 2e-6 if deployment == "big" else 0.0)
-
-
 def _items():
     return [Item("1", "Capital of France?", "Paris", "exact"), Item("2", "Capital of Japan?", "Tokyo", "exact")]
 
 
-async def test_calibration_keeps_tokens_latency_and_cost(tmp_path):
+def _junto(embedded_pool, tmp_path):
+    """Two priced deployments and an sc arm, all served by the session's real llama.cpp server."""
+    from junto.config import JuntoConfig
+    from junto.facade import Junto
+    from junto.pool.config import parse_pool
+
+    _, endpoints = embedded_pool
+    url = endpoints["smollm2-135m"]
+    pool = parse_pool({"name": "priced", "deployments": [
+        {"name": "small", "backend": "openai", "model": "smollm2-135m", "url": url},
+        {"name": "big", "backend": "openai", "model": "smollm2-135m", "url": url,
+         "price": {"input": 1.0, "output": 2.0}}],
+        "arms": [{"name": "small", "deployment": "small"}, {"name": "big", "deployment": "big"},
+                 {"name": "big/sc2", "deployment": "big", "strategy": "sc", "params": {"samples": 2, "early_stop": "none"}}]}, "priced.yaml")
+    return Junto(pool, config=JuntoConfig(pool=pool), state_root=tmp_path)
+
+
+async def test_calibration_runs_arms_through_the_facade_and_keeps_what_they_cost(embedded_pool, tmp_path):
+    from junto.routers.calibrate import facade_answer
+
     out = tmp_path / "records.jsonl"
-    client = FakeClient({"small": "Paris", "big": "Paris!"})
-    summary = await calibrate(client, ["small", "big"], _items(), out)
+    async with _junto(embedded_pool, tmp_path) as j:
+        summary = await calibrate(facade_answer(j, max_tokens=8), ["small", "big", "big/sc2"], _items(), out)
     lines = [json.loads(x) for x in progress_path(out).read_text().splitlines()]
-    first_big = next(x for x in lines if x["deployment"] == "big")
-    assert first_big["prompt_tokens"] == 7 and first_big["completion_tokens"] == 60
-    assert first_big["latency_s"] == pytest.approx(0.74, abs=1e-3) and first_big["cost"] == pytest.approx(1.2e-4)
+    assert sorted(x["deployment"] for x in lines) == sorted(["small", "big", "big/sc2"] * 2)
+    for x in lines:
+        assert x["prompt_tokens"] > 0 and 0 < x["completion_tokens"] and x["latency_s"] > 0
+        price = (1.0, 2.0) if x["deployment"].startswith("big") else (0.0, 0.0)
+        assert x["cost"] == pytest.approx((price[0] * x["prompt_tokens"] + price[1] * x["completion_tokens"]) / 1e6)
+    # the sc arm ran the same prompt (one n=2 request, or two: at least the direct arm's prompt tokens)
+    sc = [x for x in lines if x["deployment"] == "big/sc2"]
+    direct = {x["id"]: x for x in lines if x["deployment"] == "big"}
+    assert all(x["prompt_tokens"] >= direct[x["id"]]["prompt_tokens"] for x in sc), lines
     records = [json.loads(x) for x in out.read_text().splitlines()]
-    assert records[0]["usage"]["small"] == {"prompt_tokens": 7, "completion_tokens": 50, "latency_s": 0.617,
-                                            "cost": 0.0}
-    assert records[0]["usage"]["big"]["cost"] == pytest.approx(1.2e-4)
+    assert set(records[0]["scores"]) == set(records[0]["usage"]) == {"small", "big", "big/sc2"}
     recs = load_records(out)
-    assert recs.mean_realized_costs() == pytest.approx({"small": 0.0, "big": 1.2e-4})
-    assert summary["mean_cost"] == pytest.approx({"small": 0.0, "big": 1.2e-4})
-    assert summary["mean_completion_tokens"] == {"small": 50, "big": 60}
+    assert recs.mean_realized_costs()["small"] == 0.0 and recs.mean_realized_costs()["big"] > 0
+    assert set(summary["mean_cost"]) == {"small", "big", "big/sc2"}
 
 
-async def test_resuming_from_progress_written_before_usage_was_kept(tmp_path):
+async def test_resuming_from_progress_written_before_usage_was_kept(embedded_pool, tmp_path):
+    from junto.routers.calibrate import facade_answer
+
     out = tmp_path / "records.jsonl"
     items = _items()
     # what an older junto wrote: completion tokens and latency, no prompt tokens, no cost
@@ -94,9 +101,9 @@ async def test_resuming_from_progress_written_before_usage_was_kept(tmp_path):
     progress_path(out).write_text(json.dumps(old) + "\n" + '{"item": "torn')
     done = read_progress(progress_path(out))
     assert done[(items[0].key, "small")].usage() == {"completion_tokens": 3, "latency_s": 0.2}
-    client = FakeClient({"small": "Tokyo", "big": "Paris"})
-    summary = await calibrate(client, ["small", "big"], items, out)
-    assert summary["resumed"] == 1 and summary["graded_now"] == 3 and len(client.calls) == 3
+    async with _junto(embedded_pool, tmp_path) as j:
+        summary = await calibrate(facade_answer(j, max_tokens=8), ["small", "big"], items, out)
+    assert summary["resumed"] == 1 and summary["graded_now"] == 3
     records = [json.loads(x) for x in out.read_text().splitlines()]
     assert records[0]["usage"]["small"] == {"completion_tokens": 3, "latency_s": 0.2}  # only what is known
     assert set(records[0]["usage"]["big"]) == {"prompt_tokens", "completion_tokens", "latency_s", "cost"}

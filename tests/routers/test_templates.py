@@ -80,7 +80,8 @@ async def test_templates_end_to_end_with_the_embedded_pool(embedded_pool, embedd
             ("How many legs does a spider have?", ["8", "eight"])]
     made = 0
     for question, refs in past:
-        res = await embedded_client.chat(dep, [{"role": "user", "content": question}], max_tokens=32, temperature=0.0)
+        res = await embedded_client.chat(dep, [{"role": "user", "content": question + " Answer in one word."}],
+                                         max_tokens=32, temperature=0.0)
         cands = [Candidate(dep, res.text, grade("f1", res.text, refs))]
         tpl = await store.summarize_and_add(embedded_client, dep, question, cands, max_tokens=64)
         if tpl is not None:

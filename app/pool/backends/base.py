@@ -25,6 +25,11 @@ class ServerBackend:
         """The ``model`` field sent in requests."""
         return dep.name if dep.managed else dep.model
 
+    def max_native_n(self, dep: Deployment) -> int:
+        """The most choices one request may ask for (``n``); 1: the server ignores ``n``, fan out instead.
+        llama-server honours ``n`` up to its slot count and refuses more (HTTP 400)."""
+        return 1_000_000 if self.native_n else 1
+
     def command(self, dep: Deployment, host: str, port: int, base: Path | None,
                 progress: Callable[[str], None]) -> tuple[list[str], dict[str, str]]:
         """The argv and extra environment that start this deployment's server."""

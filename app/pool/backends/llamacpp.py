@@ -1,10 +1,19 @@
-"""llama.cpp through llama-cpp-python's OpenAI-compatible server (the lightweight local backend).
+"""``backend: llamacpp``: a GGUF model on a local llama.cpp server, one of two (``launch.server``).
 
-Known behaviour that shapes this module: the server ignores ``n`` (one choice back, so the client
-fans out ``n`` requests), serializes requests, and by default cancels a running stream when a new
-request arrives — so junto always starts it with ``--interrupt_requests False``. Its threads
-(``--n_threads``, ``--n_threads_batch``) always come from :mod:`junto.pool.threads`, never from
-llama.cpp's all-cores defaults, which collapse when another process takes a core.
+* ``llama-server`` (the default): llama.cpp's own server, built from the llama-cpp-python sdist by
+  ``make install`` — parallel slots (= ``max_concurrency``), continuous batching, prompt cache.
+  Command line: :mod:`junto.pool.backends.llama_server`. Chosen as the default by
+  ``bench/bench_sampling.py`` (8 concurrent 128-token answers, 2 cores: see
+  ``bench/results/sampling.json``).
+* ``llama-cpp-python``: the Python binding's OpenAI-compatible server (``python -m llama_cpp.server``).
+  It ignores ``n`` (one choice back, so the client fans out ``n`` requests), serializes requests,
+  and by default cancels a running stream when a new request arrives — so junto always starts it
+  with ``--interrupt_requests False``.
+
+Either way the threads (``--n_threads``/``--threads`` and the batch threads) always come from
+:mod:`junto.pool.threads`, never from llama.cpp's all-cores defaults, which collapse when another
+process takes a core. ``native_n`` is False for both: llama-server honours ``n`` only up to its slot
+count (more is an HTTP 400), so the client fans out, bounded by ``max_concurrency`` = the slots.
 """
 
 from __future__ import annotations
@@ -16,9 +25,12 @@ from pathlib import Path
 
 from junto.errors import ConfigError
 from junto.pool.backends.base import ServerBackend
+from junto.pool.backends.llama_server import LlamaServer
 from junto.pool.config import Deployment, LlamaCppLaunch
 from junto.pool.models import resolve_model_file
 from junto.pool.threads import AUTO, threads_for
+
+DEFAULT_SERVER = "llama-server"
 
 
 class LlamaCppBackend(ServerBackend):
@@ -26,14 +38,33 @@ class LlamaCppBackend(ServerBackend):
     native_n = False
     launchable = True
 
+    def __init__(self) -> None:
+        self.llama_server = LlamaServer()
+
+    @staticmethod
+    def launch_of(dep: Deployment) -> LlamaCppLaunch:
+        return dep.launch if isinstance(dep.launch, LlamaCppLaunch) else LlamaCppLaunch()
+
+    def server(self, dep: Deployment) -> str:
+        """Which server runs ``dep``: 'llama-server' or 'llama-cpp-python'."""
+        return self.launch_of(dep).server
+
+    def max_native_n(self, dep: Deployment) -> int:
+        if dep.managed and self.server(dep) == "llama-server":
+            return self.llama_server.max_native_n(dep)
+        return 1
+
     def command(self, dep: Deployment, host: str, port: int, base: Path | None,
                 progress: Callable[[str], None]) -> tuple[list[str], dict[str, str]]:
+        launch = self.launch_of(dep)
+        if launch.server == "llama-server":
+            return self.llama_server.command(dep, launch, host, port, base, progress)
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigError(
-                "llama-cpp-python is not installed, so junto cannot start llama.cpp servers",
-                hint="pip install 'junto[llamacpp]' (compiles llama.cpp: about 5 minutes on 2 cores)",
+                "llama-cpp-python is not installed, so junto cannot start its server ('launch.server: llama-cpp-python')",
+                hint="pip install 'junto[llamacpp]' (compiles llama.cpp: about 5 minutes on 2 cores), "
+                     "or use 'launch.server: llama-server'",
             )
-        launch = dep.launch if isinstance(dep.launch, LlamaCppLaunch) else LlamaCppLaunch()
         model_file = resolve_model_file(dep.model, base, progress=progress)
         argv = [
             sys.executable, "-m", "llama_cpp.server",
