@@ -31,7 +31,7 @@ chat: install
 	$(BIN)/junto chat "$(Q)"
 
 test: install
-	$(BIN)/junto models pull smollm2-135m qwen2.5-coder-0.5b
+	$(BIN)/junto models pull smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install

@@ -28,6 +28,6 @@ for name, folder in ROOTS.items():
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"junto.configs": ["*.yaml", "pools/*.yaml", "datasets/*.jsonl", "datasets/LICENSE-*", "costs/*.json"]},
+    package_data={"junto.configs": ["*.yaml", "routers/*/*", "pools/*.yaml", "datasets/*.jsonl", "datasets/LICENSE-*", "costs/*.json"]},
     include_package_data=False,
 )
