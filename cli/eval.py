@@ -56,7 +56,7 @@ def find_dataset(ref: str) -> Path:
 
 def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 may sit in a string
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     rows = []

@@ -96,7 +96,7 @@ def load_dataset(path: str | os.PathLike[str]) -> list[Item]:
     if not p.is_file():
         raise ConfigError(f"dataset not found: {p}", hint="a JSONL file of {question, answer, metric}")
     try:
-        return parse_dataset(p.read_text(encoding="utf-8").splitlines(), str(p))
+        return parse_dataset(p.read_text(encoding="utf-8").split("\n"), str(p))  # not splitlines(): U+2028 in strings
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read dataset {p}: {exc}") from None
 

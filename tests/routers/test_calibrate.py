@@ -100,3 +100,14 @@ def test_calibrate_bad_dataset_is_a_clear_error(tmp_path):
     r = run_cli("route", "calibrate", "--dataset", str(bad), "--out", str(tmp_path / "o.jsonl"))
     assert r.returncode == 2
     assert "metric 'bleu'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_line_separator_inside_a_question_is_not_a_line_break(tmp_path):
+    """U+2028 occurs inside real questions (the shared data has one): JSONL lines end at \\n only."""
+    from junto.routers.calibrate import load_dataset
+
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"id": "1", "question": "first\u2028second", "answer": "x", "metric": "exact"},
+                            ensure_ascii=False) + "\n")
+    (item,) = load_dataset(f)
+    assert item.question == "first\u2028second"
