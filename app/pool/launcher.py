@@ -407,13 +407,16 @@ class Launcher:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Pids whose process group is ``pgid`` (Linux /proc; empty elsewhere)."""
+    """Pids of the running processes whose process group is ``pgid`` (Linux /proc; empty elsewhere).
+
+    A zombie (exited, not yet reaped by its parent) runs nothing and holds no resources: it is not a member.
+    """
     members = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid:
+        if int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(entry.name))
     return members
