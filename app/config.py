@@ -22,6 +22,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _UrlSettings(_Strict):
+    """Settings whose YAML may be the URL alone (``store: redis://…``) or a mapping with ``url`` and more."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"url": data} if isinstance(data, str) else data
+
+
 class ApiKey(_Strict):
     """One gateway API key. Store ``sha256`` (hex of the key) rather than the key itself."""
 
@@ -77,7 +86,7 @@ class MemorySettings(_Strict):
     min_similarity: float = Field(0.5, ge=-1, le=1)
 
 
-class StoreSettings(_Strict):
+class StoreSettings(_UrlSettings):
     """Where shared state lives (rate limits, cool-downs, conversations, experience memory): see junto.stores.
 
     ``store: memory`` (default: this process) or ``store: redis://127.0.0.1:6379/0`` (several gateway
@@ -93,11 +102,6 @@ class StoreSettings(_Strict):
     conversation_ttl_s: float = Field(86_400.0, gt=0, description="conversation state expires after this")
     experience_ttl_s: float = Field(30 * 86_400.0, gt=0, description="experience records expire after this")
     max_experiences: int = Field(100_000, ge=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        return {"url": data} if isinstance(data, str) else data
 
     @field_validator("url")
     @classmethod
@@ -127,17 +131,12 @@ class StoreSettings(_Strict):
         return self.url != "memory"
 
 
-class CheckpointSettings(_Strict):
+class CheckpointSettings(_UrlSettings):
     """Checkpoints of strategy runs (LangGraph savers), so that a killed run resumes: see junto.stores.checkpoints."""
 
     url: str = Field(description="sqlite:///runs.db (relative to this file), sqlite:////abs/runs.db, or "
                                  "postgresql://user@host/db")
     strategies: list[str] | None = Field(None, description="strategies to checkpoint; default: every graph strategy")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        return {"url": data} if isinstance(data, str) else data
 
     @field_validator("url")
     @classmethod

