@@ -28,6 +28,7 @@ for name, folder in ROOTS.items():
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"junto.configs": ["*.yaml", "routers/*/*", "pools/*.yaml", "datasets/*.jsonl", "datasets/LICENSE-*", "costs/*.json"]},
+    package_data={"junto.configs": ["*.yaml", "routers/*/*", "pools/*.yaml", "datasets/*.jsonl", "datasets/LICENSE-*", "costs/*.json",
+                                    "monitors/*.json", "datasets/monitor/*"]},
     include_package_data=False,
 )

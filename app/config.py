@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -131,6 +131,36 @@ class StoreSettings(_UrlSettings):
         return self.url != "memory"
 
 
+class MonitorSettings(_Strict):
+    """A sequential monitor against decomposition attacks, checked before the model is called (junto.monitors;
+    docs/monitors.md). ``action`` applies by default; ``keys`` (API key name → action) and ``models`` (requested
+    model → action) override it."""
+
+    kind: Literal["off", "classifier", "prompted", "cascade"] = Field(
+        "off", description="classifier (embeddings, ms), prompted (a pool model's verdict), cascade (both)")
+    action: Literal["block", "flag", "log"] = Field(
+        "block", description="block: refuse this and every later request of the conversation; flag: answer with "
+                             "the x-junto-monitor header; log: answer, log and count")
+    keys: dict[str, Literal["block", "flag", "log", "off"]] = Field(default_factory=dict)
+    models: dict[str, Literal["block", "flag", "log", "off"]] = Field(default_factory=dict)
+    classifier: str | None = Field(None, description="classifier artifact; default configs/monitors/classifier.json")
+    deployment: str | None = Field(None, description="the prompted monitor's judge; default: the pool's default")
+    threshold: float | None = Field(None, ge=0, le=1, description="override the tuned threshold (classifier or "
+                                                                   "prompted)")
+    band: tuple[float, float] | None = Field(None, description="cascade: the classifier's unsure band [low, high)")
+    max_requests: int = Field(32, ge=1, le=256, description="newest requests of a conversation the monitor reads")
+    ttl_s: float = Field(3600.0, gt=0, description="a conversation's monitor state expires after this")
+    timeout_s: float = Field(30.0, gt=0, description="the prompted monitor's call")
+    on_error: Literal["allow", "block"] = Field("allow", description="when the monitor itself fails")
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0.0 <= v[0] <= v[1] <= 1.0:
+            raise ValueError("band must be [low, high] with 0 <= low <= high <= 1")
+        return v
+
+
 class CheckpointSettings(_UrlSettings):
     """Checkpoints of strategy runs (LangGraph savers), so that a killed run resumes: see junto.stores.checkpoints."""
 
@@ -156,6 +186,7 @@ class JuntoConfig(_Strict):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     checkpoints: CheckpointSettings | None = None
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("strategies")

@@ -13,6 +13,7 @@ event-loop thread (an anyio blocking portal) so that pooled connections survive 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -70,6 +71,8 @@ class JuntoResult:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the server's logprobs object (OpenAI shape) of a non-streamed direct answer, when asked for
     logprobs: dict[str, Any] | None = None
+    #: the model's thinking (junto.thinking), ``None`` when it did not think; ``text`` and ``answer`` exclude it
+    reasoning_content: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,11 +82,16 @@ class JuntoResult:
                         "routing_ms": round(self.routing.routing_ms, 4), "arms": self.routing.arms,
                         "arm": self.routing.arm},
             "usage": {"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens,
-                      "total_tokens": self.usage.total_tokens, "estimated": self.usage.estimated},
+                      "total_tokens": self.usage.total_tokens, "estimated": self.usage.estimated,
+                      "reasoning_tokens": self.usage.reasoning_tokens,
+                      "reasoning_estimated": self.usage.reasoning_estimated},
+            "reasoning_content": self.reasoning_content,
             "cost_usd": self.cost_usd, "latency_s": round(self.latency_s, 4),
             "ttft_s": None if self.ttft_s is None else round(self.ttft_s, 4), "trace_id": self.trace_id,
             "votes": self.votes, "samples": self.samples, "finish_reason": self.finish_reason,
             "fallbacks": self.fallbacks,
+            # the strategy's trace (plans, thoughts, decisions, tallies): plain data, made JSON-safe
+            "extra": json.loads(json.dumps(self.extra, default=str)),
         }
 
 
@@ -97,6 +105,8 @@ class RoutedEvent:
 class TokenEvent:
     text: str
     deployment: str
+    #: "reasoning" (the model's thinking, junto.thinking) or "content" (the answer)
+    kind: str = "content"
 
 
 @dataclass
@@ -161,6 +171,7 @@ class Junto:
         self._router = router
         self._router_loaded = router is not None
         self._templates: Any = None
+        self._guard: Any = None
         self._client: PoolClient | None = None
         self._started: list[str] = []
         self._up = False
@@ -222,6 +233,17 @@ class Junto:
                                   hint="build one (see docs/routers.md) or remove memory.templates from the config")
             self._templates = ThoughtTemplateStore(path)
         return self._templates
+
+    @property
+    def guard(self) -> Any:
+        """The sequential monitor the config's ``monitor:`` turns on (:mod:`junto.monitors`), or None."""
+        if self._guard is None and self.config.monitor.kind != "off":
+            from junto.monitors import build_guard
+
+            names = [d.name for d in self.pool.deployments]
+            self._guard = build_guard(self.config.monitor, self.stores.conversations, self._client_ready,
+                                      self.pool.default or (names[0] if names else None), names)
+        return self._guard
 
     def _with_templates(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
         """Prepend the thought templates of similar past queries to the last user message."""
@@ -295,6 +317,7 @@ class Junto:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        self._guard = None  # its prompted monitor held the client closed above
         if not self.keep and self._started:
             await asyncio.to_thread(self.stop_started)
 
@@ -378,16 +401,25 @@ class Junto:
     # -- answering ---------------------------------------------------------------------------
     async def astream(self, prompt: str | Messages, *, strategy: str | None = None, deployment: str | None = None,
                       system: str | None = None, trace_id: str | None = None, stream_tokens: bool = True,
-                      **params: Any) -> AsyncIterator[Event]:
+                      conversation: str | None = None, monitor: bool = True, **params: Any) -> AsyncIterator[Event]:
         """Route and answer, yielding events: RoutedEvent, then TokenEvent/StrategyEvent, then ResultEvent.
 
         ``stream_tokens=False`` answers ``direct`` requests with one non-streamed call (exact usage
         from servers that report none in streams, e.g. llama.cpp) and yields no TokenEvent.
+        ``conversation``: the id that ties requests together for the sequential monitor (config ``monitor:``;
+        default: the resent history); a blocked conversation gets a ResultEvent with ``finish_reason
+        "content_filter"`` and no model call. ``monitor=False`` skips the monitor (the gateway checks itself).
         """
         messages = as_messages(prompt, system)
         request = self.prepare(strategy, params)  # "auto": sampling and budgets only, until an arm is chosen
         trace_id = trace_id or uuid.uuid4().hex
         t0 = time.perf_counter()
+        decision = None
+        if monitor and self.guard is not None:  # before anything is routed or called
+            decision = await self.guard.check(messages, model=deployment, sdk=conversation)
+            if decision is not None and decision.refuse:
+                yield ResultEvent(_refusal(decision, request.strategy, trace_id, t0))
+                return
         routing = await self.aroute(messages, deployment)  # on the user's words, before any template is added
         if request.strategy == AUTO:
             request, messages = self._run_arm(routing, messages, params)
@@ -403,6 +435,8 @@ class Junto:
         async for ev in inner:
             if isinstance(ev, ResultEvent) and template_ids:
                 ev.result.extra["templates"] = template_ids
+            if isinstance(ev, ResultEvent) and decision is not None:
+                ev.result.extra["monitor"] = _monitor_extra(decision)
             yield ev
 
     async def achat(self, prompt: str | Messages, **kwargs: Any) -> JuntoResult:
@@ -446,13 +480,14 @@ class Junto:
         async for ev in answer_direct(client, routing.ranked, messages, request.sampling.given(), health=self.health,
                                       stream=stream_tokens, deadline_s=request.budgets.deadline_s, started=t0):
             if isinstance(ev, DirectToken):
-                yield TokenEvent(ev.text, ev.deployment)
+                yield TokenEvent(ev.text, ev.deployment, ev.kind)
             elif isinstance(ev, DirectAnswer):
                 yield ResultEvent(JuntoResult(
                     answer=ev.text, text=ev.text, deployment=ev.deployment, deployments=[ev.deployment],
                     strategy="direct", routing=routing, usage=ev.usage, cost_usd=ev.cost_usd, latency_s=ev.latency_s,
                     ttft_s=ev.ttft_s, trace_id=trace_id, finish_reason=ev.finish_reason, fallbacks=ev.fallbacks,
-                    logprobs=ev.logprobs))
+                    logprobs=ev.logprobs, reasoning_content=ev.reasoning,
+                    extra={"thinking_truncated": True} if ev.thinking_truncated else {}))
 
     async def _graph(self, client: PoolClient, messages: list[dict[str, Any]], routing: Routing, trace_id: str,
                      t0: float, request: Request) -> AsyncIterator[Event]:
@@ -472,14 +507,30 @@ class Junto:
                           "thread_id": cp.thread_id(trace_id, request.strategy, messages, what)}
         async for ev in stream_strategy(request.strategy, ctx, messages, request.params, **checkpoint):
             if ev.get("type") == "token":
-                yield TokenEvent(ev.get("text", ""), ev.get("deployment", ""))
+                yield TokenEvent(ev.get("text", ""), ev.get("deployment", ""), ev.get("kind", "content"))
             elif ev.get("type") == "result":
                 r = ev["result"]
                 yield ResultEvent(JuntoResult(
                     answer=r.answer, text=r.text, deployment=(r.deployments or [""])[0], deployments=r.deployments,
                     strategy=r.strategy, routing=routing, usage=r.usage, cost_usd=r.cost_usd,
                     latency_s=time.perf_counter() - t0, ttft_s=None, trace_id=trace_id, votes=r.votes,
-                    samples=r.samples, extra={**r.extra, "samples_saved": r.samples_saved}))
+                    samples=r.samples, extra={**r.extra, "samples_saved": r.samples_saved},
+                    reasoning_content=getattr(r, "reasoning_content", None)))
                 return
             else:
                 yield StrategyEvent(ev)
+
+
+def _monitor_extra(d: Any) -> dict[str, Any]:
+    return {"monitor": d.monitor, "action": d.action, "event": d.event, "probability": d.probability,
+            "turn": d.turn, "latency_ms": round(d.latency_ms, 3)}
+
+
+def _refusal(d: Any, strategy: str, trace_id: str, t0: float) -> JuntoResult:
+    """The result of a request the sequential monitor refused (no model was called)."""
+    from junto.monitors.policy import FINISH_REASON, REFUSAL
+
+    return JuntoResult(answer=REFUSAL, text=REFUSAL, deployment="", deployments=[], strategy=strategy,
+                       routing=Routing(ranked=[], router="monitor"), usage=Usage(), cost_usd=0.0,
+                       latency_s=time.perf_counter() - t0, ttft_s=None, trace_id=trace_id,
+                       finish_reason=FINISH_REASON, extra={"monitor": _monitor_extra(d)})

@@ -4,7 +4,7 @@ Not a model: it answers instantly with fixed words, so that a benchmark measures
 front of it, and it misbehaves on demand so that tests can watch junto handle a real failing server
 process. Raw asyncio (no framework) keeps its own per-request cost far below what it measures.
 
-    python bench/stub_server.py --port 8001 [--mode ok|die|hang|garbage|error500|error400|slow] [--tokens 8]
+    python bench/stub_server.py --port 8001 [--mode ok|die|hang|garbage|error500|error400|slow|trickle|think|think_inside] [--tokens 8]
 
 ``--mode`` sets the behaviour of every request; a request may override it with the header
 ``x-stub-mode``. Modes:
@@ -17,6 +17,10 @@ process. Raw asyncio (no framework) keeps its own per-request cost far below wha
 * ``error400`` HTTP 400 with an OpenAI-shaped error (the server refuses the request itself)
 * ``slow``     wait ``--delay`` seconds before answering
 * ``trickle``  stream with ``--delay`` seconds between tokens (to watch disconnects and drains)
+* ``think``    answer with the fixed thinking-model text :data:`THINK_TEXT` (``<think>…</think>answer``),
+  streamed three characters a chunk so that the tags are cut across chunks (reasoning-parsing tests);
+  ``max_tokens`` cuts it after that many chunks (``finish_reason: length``: a thinking cut before its close tag)
+* ``think_inside``  the same text without its open tag, as a model whose chat template opened the thinking
 
 ``GET /stats`` returns counters: requests, chat requests, completed streams, and streams the client abandoned.
 """
@@ -30,18 +34,34 @@ import os
 import time
 
 WORDS = ["stub", "answer", "from", "the", "loopback", "server", "with", "fixed", "words", "only"]
+THINK_TEXT = ("<think>\nThe user asks for 2 + 2. Two plus two is four; 3 would be wrong.\n</think>\n\n"
+              "The answer is 4.")
+THINK_MODES = {"think": THINK_TEXT, "think_inside": THINK_TEXT.removeprefix("<think>")}
 
 
-def completion(body: dict, tokens: int) -> dict:
+def think_chunks(mode: str, max_tokens: int | None = None) -> list[str]:
+    text = THINK_MODES[mode]
+    return [text[i:i + 3] for i in range(0, len(text), 3)][:max_tokens]
+
+
+def think_finish(mode: str, max_tokens: int | None) -> str:
+    return "length" if max_tokens is not None and max_tokens < len(think_chunks(mode)) else "stop"
+
+
+def completion(body: dict, tokens: int, mode: str = "ok") -> dict:
     n = int(body.get("n") or 1)
     text = " ".join(WORDS[i % len(WORDS)] for i in range(min(tokens, int(body.get("max_tokens") or tokens))))
+    finish = "stop"
+    if mode in THINK_MODES:
+        text = "".join(think_chunks(mode, body.get("max_tokens")))
+        finish = think_finish(mode, body.get("max_tokens"))
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
     return {
         "id": "chatcmpl-stub",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "stub"),
-        "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
                     for i in range(n)],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()) * n,
                   "total_tokens": prompt_tokens + len(text.split()) * n},
@@ -134,17 +154,20 @@ class Stub:
             return True
         model = body.get("model", "stub")
         if not body.get("stream"):
-            self.send(writer, "200 OK", json.dumps(completion(body, self.tokens)).encode())
+            self.send(writer, "200 OK", json.dumps(completion(body, self.tokens, mode)).encode())
             return True
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
         n_tokens = min(self.tokens, int(body.get("max_tokens") or self.tokens))
+        pieces = think_chunks(mode, body.get("max_tokens")) if mode in THINK_MODES else None
+        if pieces is not None:
+            n_tokens = len(pieces)
 
         def emit(data: bytes) -> None:
             writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
         try:
             for i in range(n_tokens):
-                emit(chunk(model, ("" if i == 0 else " ") + WORDS[i % len(WORDS)]))
+                emit(chunk(model, pieces[i] if pieces is not None else ("" if i == 0 else " ") + WORDS[i % len(WORDS)]))
                 if mode == "die" and i == 1:
                     await writer.drain()
                     os._exit(3)  # the backend dies mid-stream: connection reset, process gone
@@ -156,7 +179,7 @@ class Stub:
         except ConnectionError:
             self.aborted_streams += 1
             return False
-        emit(chunk(model, None, "stop"))
+        emit(chunk(model, None, think_finish(mode, body.get("max_tokens")) if pieces is not None else "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             emit(chunk(model, None, usage={"prompt_tokens": 1, "completion_tokens": n_tokens,
                                            "total_tokens": n_tokens + 1}))
@@ -190,7 +213,7 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--mode", default="ok", choices=["ok", "die", "hang", "garbage", "error500", "error400", "slow",
-                                                        "trickle"])
+                                                        "trickle", *THINK_MODES])
     ap.add_argument("--tokens", type=int, default=8)
     ap.add_argument("--delay", type=float, default=1.0)
     args = ap.parse_args()

@@ -2,6 +2,8 @@
 
 The first call brings the pool's local servers up (and pulls the embedded model if needed) and
 leaves them running for the next call; ``--no-keep`` stops what this call started.
+A thinking model's reasoning is shown dimmed on stderr (``--hide-thinking`` leaves it out); stdout
+carries the answer alone.
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ def footer(result) -> str:
     rate = tokens / result.latency_s if result.latency_s > 0 else 0.0
     ttft = f", first token {result.ttft_s * 1000:.0f} ms" if result.ttft_s is not None else ""
     approx = "~" if usage.estimated else ""
+    if usage.reasoning_tokens is not None:
+        r_approx = "~" if usage.estimated or usage.reasoning_estimated else ""
+        thinking = f", {r_approx}{usage.reasoning_tokens} thinking"
+    else:
+        thinking = ""
     cost = f" · ${result.cost_usd:.6f}" if result.cost_usd else ""
     who = result.deployment if len(result.deployments) <= 1 else ", ".join(result.deployments)
     strat = "" if result.strategy == "direct" else f" · {result.strategy}, {result.samples} samples"
     if result.routing.router not in ("pool-order", "explicit"):
         arm = f" to arm {result.routing.arm}" if result.routing.arm else ""
         strat += f" · routed{arm} by {result.routing.router} in {result.routing.routing_ms:.1f} ms"
-    return (f"── {who}{strat} · {approx}{tokens} tokens ({approx}{usage.prompt_tokens} in) · "
+    return (f"── {who}{strat} · {approx}{tokens} tokens ({approx}{usage.prompt_tokens} in{thinking}) · "
             f"{result.latency_s:.2f} s{ttft} · {rate:.1f} tok/s{cost}")
 
 
@@ -59,29 +66,76 @@ def render_event(data: dict[str, Any]) -> str | None:
         return f"fallback: {data.get('deployment')} failed ({data.get('error')}){to}"
     if kind == "error":
         return f"error from {data.get('deployment')} ({data.get('kind')}): {data.get('error')}"
+    return render_thinking_event(data)
+
+
+def render_thinking_event(data: dict[str, Any]) -> str | None:
+    """Lines for the thinking strategies' events (thoughtmani, trimr)."""
+    kind = data.get("type", "")
+    if kind == "roles":
+        parts = [f"{role} {data[role]}" for role in ("planner", "reasoner", "verifier") if data.get(role)]
+        if data.get("strategy") == "trimr" and not data.get("monitor", True):
+            parts.append("monitoring off (plain thinking)")
+        return "roles: " + ", ".join(parts)
+    if kind == "plan":
+        if data.get("stop"):
+            return f"plan by {data.get('planner')}: <STOP> — the reasoner thinks by itself"
+        plan = " ".join(str(data.get("plan") or "").split())
+        return f"plan by {data.get('planner')} ({data.get('tokens')} tokens): {plan[:300]}"
+    if kind == "thought":
+        ans = f"answer {data['answer']!r}" if data.get("answer") is not None else "no answer"
+        by = f", verifier P(yes)={data['p_yes']:.2f}" if data.get("p_yes") is not None else ""
+        streak = f", {data['streak']} in a row" if (data.get("streak") or 0) > 1 else ""
+        return f"thought {data.get('index')} at {data.get('tokens')} tokens: {ans}{by}{streak}"
+    if kind == "trim":
+        return (f"trimr: {data.get('decision')} at thought {data.get('thought')} after {data.get('tokens')} "
+                f"thinking tokens — closing the thinking")
     return None
 
 
-async def answer_once(junto, messages, strategy, params, show: bool):
+async def answer_once(junto, messages, strategy, params, show: bool, show_thinking: bool = True):
+    """Stream one answer. The model's thinking (``reasoning_content``) goes to stderr, dimmed, unless
+    ``show_thinking`` is off; stdout carries the answer only."""
     from junto.facade import ResultEvent, StrategyEvent, TokenEvent
 
     result = None
     streamed = False
+    thinking = False  # a thinking line is open on stderr
+    thought = False   # some thinking was streamed
     async for ev in junto.astream(messages, strategy=strategy, **params):
-        if isinstance(ev, TokenEvent):
+        if isinstance(ev, TokenEvent) and ev.kind == "reasoning":
+            if show and show_thinking:
+                if not thinking:
+                    err_console.out("thinking: ", style="dim", end="", highlight=False)
+                    thinking = thought = True
+                err_console.out(ev.text, style="dim", end="", highlight=False)
+        elif isinstance(ev, TokenEvent):
             streamed = True
+            if thinking:
+                err_console.out("")
+                thinking = False
             if show:
                 console.out(ev.text, end="", highlight=False)
         elif isinstance(ev, StrategyEvent) and show:
             line = render_event(ev.data)
             if line:
+                if thinking:  # an event line never lands inside the open thinking line: break it first
+                    err_console.out("")
+                    thinking = False
                 err_console.print(f"[dim]{line}[/]", highlight=False)
         elif isinstance(ev, ResultEvent):
             result = ev.result
+    if thinking:
+        err_console.out("")
     if show:
         if not streamed:
+            if show_thinking and result.reasoning_content and not thought:
+                err_console.out(f"thinking: {result.reasoning_content}", style="dim", highlight=False)
             console.out(result.answer if result.votes is None else result.text, end="", highlight=False)
         console.out("")
+        if result.extra.get("thinking_truncated"):
+            err_console.print("[dim]the thinking was cut by max tokens before its close tag: no answer "
+                              "(raise --max-tokens)[/]", highlight=False)
         if result.votes:
             err_console.print(f"[bold]answer:[/] {result.answer}  [dim]votes: "
                               + ", ".join(f"{k}: {v:g}" for k, v in sorted(result.votes.items(), key=lambda kv: -kv[1]))
@@ -103,14 +157,17 @@ def chat(
     seed: Annotated[Optional[int], typer.Option(help="sampling seed")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of streaming text")] = False,
     keep: Annotated[bool, typer.Option("--keep/--no-keep", help="leave the pool's servers running afterwards")] = True,
+    show_thinking: Annotated[bool, typer.Option(
+        "--show-thinking/--hide-thinking",
+        help="show a thinking model's reasoning (dimmed, on stderr; the answer alone goes to stdout)")] = True,
 ) -> None:
     """Chat with a pool: `junto chat "question"` answers once; `junto chat` opens a session."""
     handle_errors(_chat)(question, pool, deployment, strategy, samples, param, system, max_tokens, temperature, seed,
-                         as_json, keep)
+                         as_json, keep, show_thinking)
 
 
 def _chat(question, pool_ref, deployment, strategy, samples, param, system, max_tokens, temperature, seed, as_json,
-          keep) -> None:
+          keep, show_thinking=True) -> None:
     from junto.facade import Junto
 
     junto = Junto.from_config(pool_ref, keep=keep)
@@ -134,27 +191,28 @@ def _chat(question, pool_ref, deployment, strategy, samples, param, system, max_
     bring_up(junto.up, junto.pool.name, quiet=as_json)
     try:
         if question is not None:
-            result = asyncio.run(_once(junto, question, system, strategy, params, show=not as_json))
+            result = asyncio.run(_once(junto, question, system, strategy, params, show=not as_json,
+                                       show_thinking=show_thinking))
             if as_json:
                 typer.echo(json.dumps({"question": question, **result.to_dict()}))
             else:
                 err_console.print(f"[dim]{footer(result)}[/]", highlight=False)
         else:
-            asyncio.run(_session(junto, system, strategy, params))
+            asyncio.run(_session(junto, system, strategy, params, show_thinking))
     finally:
         if not keep:
             junto.stop_started()
 
 
-async def _once(junto, question, system, strategy, params, show):
+async def _once(junto, question, system, strategy, params, show, show_thinking=True):
     from junto.facade import as_messages
 
     junto.keep = True  # the CLI stops servers itself once the event loop is gone
     async with junto:
-        return await answer_once(junto, as_messages(question, system), strategy, params, show)
+        return await answer_once(junto, as_messages(question, system), strategy, params, show, show_thinking)
 
 
-async def _session(junto, system, strategy, params) -> None:
+async def _session(junto, system, strategy, params, show_thinking=True) -> None:
     history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     target = params.get("deployment") or junto.pool.default_deployment.name
     err_console.print(f"[dim]chatting with pool {junto.pool.name} ({target}, strategy {strategy}); "
@@ -174,7 +232,8 @@ async def _session(junto, system, strategy, params) -> None:
             if text in ("/exit", "/quit"):
                 return
             history.append({"role": "user", "content": text})
-            task = asyncio.ensure_future(answer_once(junto, list(history), strategy, params, show=True))
+            task = asyncio.ensure_future(answer_once(junto, list(history), strategy, params, show=True,
+                                                     show_thinking=show_thinking))
             try:
                 result = await task
             except (KeyboardInterrupt, asyncio.CancelledError):

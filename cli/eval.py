@@ -410,3 +410,94 @@ def _print_summary(s: dict[str, Any]) -> None:
             table.add_row("latency mean / total", f"{s['latency_mean_s']:.2f} s / {s['latency_total_s']:.1f} s")
         table.add_row("errors", str(s["errors"]))
     console.print(table)
+
+
+@eval_app.command("eval-trimr")
+def eval_trimr_cmd(
+    traces: Annotated[Path, typer.Argument(help="JSONL of {question, answer, trace} (docs/reasoning.md, TrimR traces)")],
+    pool: Annotated[Optional[str], typer.Option("--pool", "-p", help="pool holding the verifier deployment")] = None,
+    verifier: Annotated[Optional[str], typer.Option(
+        help="verifier deployment for thoughts the answer module is unsure of (default: the answer module only)")] = None,
+    budget: Annotated[int, typer.Option(min=16, help="thinking budget in tokens (underthinking at --under of it)")] = 2048,
+    under: Annotated[float, typer.Option(min=0.01, max=1.0, help="underthinking: share of the budget")] = 0.5,
+    consecutive: Annotated[int, typer.Option(min=2, help="overthinking: consecutive equivalent answers (M)")] = 2,
+    max_thoughts: Annotated[int, typer.Option(min=1, help="underthinking: thoughts without convergence")] = 20,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N traces")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (summary and rows)")] = False,
+    keep: Annotated[bool, typer.Option("--keep/--no-keep", help="leave a verifier server this call started running")] = False,
+) -> None:
+    """Replay recorded thinking traces through TrimR: where it would cut, tokens saved, answer at the cut vs gold."""
+    handle_errors(_eval_trimr)(traces, pool, verifier, budget, under, consecutive, max_thoughts, limit, as_json, keep)
+
+
+def _eval_trimr(traces, pool_ref, verifier, budget, under, consecutive, max_thoughts, limit, as_json, keep) -> None:
+    from junto.reasoning.trimr.offline import load_traces, replay_trace
+    from junto.reasoning.trimr.offline import summarize as summarize_traces
+
+    rows = load_traces(traces)[:limit]
+    kw = {"budget": budget, "under_fraction": under, "consecutive": consecutive, "max_thoughts": max_thoughts}
+
+    async def replay_all(judge=None) -> list[dict[str, Any]]:
+        return [await replay_trace(r, judge=judge, **kw) for r in rows]
+
+    launcher = started = None
+    if verifier is None:
+        if pool_ref is not None:
+            raise ConfigError("--pool is only used with --verifier", hint="name the verifier deployment: --verifier NAME")
+        out = asyncio.run(replay_all())
+    else:
+        from junto.pool.capabilities import require
+        from junto.pool.client import PoolClient
+        from junto.pool.config import load_pool
+        from junto.pool.launcher import Launcher
+        from junto.reasoning.trimr.verifier import verifier_for
+
+        full = load_pool(pool_ref)
+        dep = full.deployment(verifier)
+        require(dep, "logprobs", "top_logprobs", purpose="junto eval-trimr --verifier")
+        # start (or find running) only the verifier's server
+        sub = full.model_copy(update={"deployments": [dep], "arms": [], "default": None, "router": None})
+        launcher = Launcher(sub)
+        endpoints, started = bring_up_quiet(launcher, as_json)
+
+        async def with_verifier() -> list[dict[str, Any]]:
+            async with PoolClient(sub, endpoints) as client:
+                v = verifier_for(client, verifier)
+
+                async def judge(question: str, thought: str) -> bool:
+                    return (await v.judge(question, thought)).yes
+
+                return await replay_all(judge)
+
+        try:
+            out = asyncio.run(with_verifier())
+        finally:
+            if not keep and started:
+                launcher.down(started)
+    summary = {"traces": str(traces), "verifier": verifier, **kw, **summarize_traces(out)}
+    if as_json:
+        typer.echo(json.dumps({"summary": summary, "rows": out}))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"TrimR offline · {traces}" + (f" · verifier {verifier}" if verifier else " · answer module"))
+    for col in ("#", "decision", "cut at thought", "tokens saved", "answer at cut", "uncut", "gold"):
+        table.add_column(col)
+    for i, r in enumerate(out):
+        mark = lambda ok: "✓" if ok else "✗"  # noqa: E731
+        table.add_row(str(i), r["decision"], "" if r["cut_thought"] is None else f"{r['cut_thought']}/{r['thoughts']}",
+                      f"{r['tokens_saved']}/{r['tokens_total']}",
+                      "" if r["decision"] == "none" else f"{r['answer_at_cut']} {mark(r['correct_at_cut'])}",
+                      f"{r['answer_uncut']} {mark(r['correct_uncut'])}", r["gold"])
+    console.print(table)
+    approx = "~" if summary["tokens_estimated"] else ""
+    console.print(f"cut {summary['cut']}/{summary['traces']} traces · saved {approx}{summary['tokens_saved']} of "
+                  f"{approx}{summary['tokens_total']} thinking tokens ({summary['saved_share']:.1%}) · accuracy "
+                  f"{summary['accuracy_uncut']:.1%} uncut, {summary['accuracy_at_cut']:.1%} with the cuts"
+                  + (f" · {summary['verifier_calls']} verifier calls" if verifier else ""))
+
+
+def bring_up_quiet(launcher, quiet: bool):
+    from junto.cli.pool import bring_up
+
+    return bring_up(lambda progress: launcher.up(progress=progress), launcher.pool.name, quiet=quiet)

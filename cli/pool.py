@@ -65,7 +65,11 @@ def status(pool: PoolOpt = None, as_json: Annotated[bool, typer.Option("--json",
     launcher = _launcher(pool)
     rows = launcher.status()
     if as_json:
-        console.print_json(json.dumps([r.__dict__ for r in rows]))
+        from junto.pool.capabilities import capabilities
+
+        deps = {d.name: d for d in launcher.pool.deployments}
+        console.print_json(json.dumps([{**r.__dict__, "capabilities": sorted(capabilities(deps[r.deployment]))}
+                                       if r.deployment in deps else r.__dict__ for r in rows]))
         return
     table = Table(title=f"pool {launcher.pool.name}")
     for col in ("deployment", "backend", "state", "url", "pid", "probe ms", "detail"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,7 @@ from junto.errors import BackendError
 from junto.health import Permit
 from junto.pool.types import Usage
 from junto.reasoning.context import RunContext
+from junto.thinking import reasoning_tokens, split_for
 
 
 @dataclass
@@ -34,8 +35,10 @@ class StrategyResult:
     """What a strategy run returns; the fronts render it.
 
     ``answer``: the voted (extracted) answer; for ``direct`` the whole text. ``text``: the full
-    text of the sample that carries the answer. ``votes``: answer → weight (``None`` for direct).
+    text of the sample that carries the answer (its thinking split off). ``votes``: answer → weight (``None`` for direct).
     ``samples``: samples obtained; ``samples_saved``: samples the budget allowed but early stopping skipped.
+    ``reasoning_content``: the thinking of the sample that carries the answer (:mod:`junto.thinking`;
+    ``text`` excludes it), ``None`` when it did not think.
     """
 
     answer: str
@@ -49,12 +52,16 @@ class StrategyResult:
     latency_s: float
     strategy: str
     extra: dict[str, Any] = field(default_factory=dict)
+    reasoning_content: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"answer": self.answer, "text": self.text, "deployments": self.deployments, "votes": self.votes,
                 "samples": self.samples, "samples_saved": self.samples_saved,
+                "reasoning_content": self.reasoning_content,
                 "usage": {"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens,
-                          "total_tokens": self.usage.total_tokens, "estimated": self.usage.estimated},
+                          "total_tokens": self.usage.total_tokens, "estimated": self.usage.estimated,
+                          "reasoning_tokens": self.usage.reasoning_tokens,
+                          "reasoning_estimated": self.usage.reasoning_estimated},
                 "cost_usd": self.cost_usd, "latency_s": round(self.latency_s, 4), "strategy": self.strategy,
                 "extra": self.extra}
 
@@ -64,7 +71,8 @@ class Sample(TypedDict):
 
     index: int            # order in which the strategy asked for it (the tie rule uses it)
     deployment: str
-    text: str
+    text: str             # the answer part: the model's thinking (junto.thinking) is split off into ``reasoning``
+    reasoning: NotRequired[str | None]
     answer: str | None    # the extracted answer as written
     key: str | None       # its vote key (None: no valid answer, or cut by max_tokens and not allowed to vote)
     mean_logprob: float | None
@@ -91,6 +99,9 @@ class CallRecord(TypedDict):
     #: a fallback to another deployment may help (connection errors, timeouts, 5xx, circuit open)
     retryable: bool
     status_code: int | None
+    #: completion tokens spent thinking (None: no sample thought) and whether that count is estimated
+    reasoning_tokens: NotRequired[int | None]
+    reasoning_estimated: NotRequired[bool]
 
 
 class StrategyParams(BaseModel):
@@ -243,28 +254,36 @@ async def draw(ctx: RunContext, writer, deployment: str, messages: list[dict[str
         raise
     permit.success()
     samples: list[Sample] = []
-    keys = answer_keys([c.text for c in r.choices], p.answer)
-    for idx, choice, key in zip(indices, r.choices, keys):
+    # votes read the answer, never the thinking: a number in the reasoning is not the model's answer
+    dep = ctx.pool.deployment(deployment)
+    splits = [split_for(dep, c.text) for c in r.choices]
+    keys = answer_keys([s.content for s in splits], p.answer)
+    for idx, choice, key, sp in zip(indices, r.choices, keys, splits):
         cut = is_truncated(choice.finish_reason)
         if cut and not p.allow_truncated:
             key = None
-        s = Sample(index=idx, deployment=deployment, text=choice.text, answer=extract(choice.text, p.answer),
-                   key=key, mean_logprob=choice.mean_logprob, finish_reason=choice.finish_reason, truncated=cut)
+        s = Sample(index=idx, deployment=deployment, text=sp.content, reasoning=sp.reasoning,
+                   answer=extract(sp.content, p.answer), key=key, mean_logprob=choice.mean_logprob,
+                   finish_reason=choice.finish_reason, truncated=cut)
         samples.append(s)
         writer({"type": "sample", "strategy": strategy, "index": idx, "deployment": deployment, "answer": key,
                 "raw_answer": s["answer"], "valid": key is not None, "truncated": cut,
-                "finish_reason": choice.finish_reason, "mean_logprob": s["mean_logprob"], "text": choice.text})
+                "finish_reason": choice.finish_reason, "mean_logprob": s["mean_logprob"], "text": sp.content,
+                "reasoning": sp.reasoning})
+    r_tokens, r_estimated = await reasoning_tokens(ctx.client, deployment, splits, [c.text for c in r.choices],
+                                                   r.usage.completion_tokens)
     rec = CallRecord(deployment=deployment, n=n, first_index=indices[0], prompt_tokens=r.usage.prompt_tokens,
                      completion_tokens=r.usage.completion_tokens, estimated=r.usage.estimated, cost_usd=r.cost_usd,
                      latency_s=r.latency_s, path=r.path, error=None, error_kind=None, retryable=False,
-                     status_code=None)
+                     status_code=None, reasoning_tokens=r_tokens, reasoning_estimated=r_estimated)
     return samples, rec
 
 
 def spent(calls: list[CallRecord]) -> tuple[Usage, float]:
     usage, cost = Usage(), 0.0
     for c in calls:
-        usage = usage + Usage(c["prompt_tokens"], c["completion_tokens"], c["estimated"])
+        usage = usage + Usage(c["prompt_tokens"], c["completion_tokens"], c["estimated"],
+                              c.get("reasoning_tokens"), c.get("reasoning_estimated", False))
         cost += c["cost_usd"]
     return usage, cost
 

@@ -26,6 +26,8 @@ _MODULES: dict[str, str] = {
     "direct": "junto.reasoning.direct",
     "sc": "junto.reasoning.sc",
     "modelswitch": "junto.reasoning.modelswitch",
+    "thoughtmani": "junto.reasoning.thoughtmani",
+    "trimr": "junto.reasoning.trimr",
 }
 _LOADED: dict[str, Strategy] = {}
 

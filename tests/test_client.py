@@ -41,12 +41,14 @@ async def test_stream_real_model(embedded_client):
     assert end.usage.completion_tokens >= len(deltas) - 1
 
 
-async def test_n_fans_out_on_llamacpp(embedded_client):
-    r = await embedded_client.chat("smollm2-135m", [{"role": "user", "content": "Name a random animal."}],
-                                   n=3, max_tokens=8, temperature=1.0)
-    assert r.path == "fanout" and r.requests == 3 and len(r.choices) == 3
-    assert [c.index for c in r.choices] == [0, 1, 2]
-    assert r.usage.completion_tokens >= 3
+async def test_n_is_one_request_on_llama_server_and_every_choice_counts(embedded_client):
+    """llama-server decodes n ≤ slots choices from one prefill; its usage counts only the first choice's
+    tokens, so the client counts each choice's from its logprobs (every choice here is cut at 5 tokens)."""
+    r = await embedded_client.chat("smollm2-135m", [{"role": "user", "content": "Write a long story about a cat."}],
+                                   n=3, max_tokens=5, temperature=1.0)
+    assert r.path == "native-n" and r.requests == 1 and len(r.choices) == 3
+    assert [c.index for c in r.choices] == [0, 1, 2] and [c.finish_reason for c in r.choices] == ["length"] * 3
+    assert r.usage.completion_tokens == 15 and not r.usage.estimated
 
 
 async def test_litellm_path_against_real_server(embedded_pool):

@@ -153,9 +153,9 @@ def test_llama_cpp_python_stays_selectable(fake_server):
     assert argv[1:3] == ["-m", "llama_cpp.server"] and flag(argv, "--n_threads") == "2"
 
 
-def test_backend_fans_out_n_and_knows_the_slot_limit(fake_server):
+def test_backend_knows_the_slot_limit_of_n(fake_server):
     backend = get_backend("llamacpp")
-    assert backend.native_n is False  # n > slots is an HTTP 400 on llama-server: the client fans out instead
+    assert backend.native_n is False  # n > slots is an HTTP 400 on llama-server: the client splits n by slots
     assert backend.max_native_n(pool_with(max_concurrency=6).deployments[0]) == 6
     assert backend.max_native_n(pool_with(server="llama-cpp-python").deployments[0]) == 1
 
@@ -233,9 +233,34 @@ async def test_real_server_answers_and_streams_with_usage(real_server):
         assert isinstance(end, StreamEnd) and "".join(d.text for d in deltas).strip()
         assert not end.usage.estimated, "llama-server reports usage in streams"
         assert end.usage.prompt_tokens == r.usage.prompt_tokens and end.usage.completion_tokens >= len(deltas) - 1
+        # n up to the slots: one request; its usage counts only the first choice, junto counts them all
         r = await client.chat("smol", [{"role": "user", "content": "Name a random animal."}], n=3, max_tokens=8,
                               temperature=1.0)
-        assert r.path == "fanout" and len(r.choices) == 3 and not r.usage.estimated
+        assert r.path == "native-n" and r.requests == 1 and len(r.choices) == 3 and not r.usage.estimated
+        assert [c.index for c in r.choices] == [0, 1, 2] and all(c.token_logprobs is None for c in r.choices)
+
+
+@pytest.mark.llamacpp
+@requires_binary
+async def test_n_beyond_the_slots_is_split_and_every_choice_counted(real_server):
+    """llama-server refuses n > slots and counts only the first choice's tokens: junto sends n in requests
+    of at most `slots` choices and counts each choice's tokens from its logprobs — equal to the tokens the
+    server itself counts for each text."""
+    from junto.pool.client import PoolClient
+
+    pool, url, _ = real_server
+    async with PoolClient(pool, {"smol": url}) as client:
+        # a long answer asked for, 6 tokens allowed: every choice is cut at exactly 6 tokens
+        r = await client.chat("smol", [{"role": "user", "content": "Write a long story about the sea."}],
+                              n=SLOTS + 2, max_tokens=6, temperature=1.0, seed=7)
+        assert r.path == "native-n" and r.requests == 2 and len(r.choices) == SLOTS + 2
+        assert [c.index for c in r.choices] == list(range(SLOTS + 2)) and not r.usage.estimated
+        assert [c.finish_reason for c in r.choices] == ["length"] * (SLOTS + 2)
+        assert r.usage.completion_tokens == 6 * (SLOTS + 2)  # the server's usage alone says 6 per request
+        assert len({c.text for c in r.choices}) > 1, "the choices are distinct samples"
+        with_lp = await client.chat("smol", [{"role": "user", "content": "Say hi."}], n=2, max_tokens=4,
+                                    temperature=1.0, logprobs=True)
+        assert all(c.token_logprobs and len(c.token_logprobs) <= 4 for c in with_lp.choices)
 
 
 @pytest.mark.llamacpp

@@ -39,6 +39,8 @@ from junto.gateway.schemas import (
     ModelList,
     Readiness,
 )
+from junto.monitors.guard import MonitorMetrics
+from junto.monitors.policy import refusal_chunks, refusal_completion
 from junto.stores import Stores
 
 log = logging.getLogger("junto.gateway")
@@ -169,6 +171,8 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
     stores = junto.stores if stores is None else stores
     limits = stores.limits
     metrics = Metrics()
+    guard = junto.guard  # the sequential monitor (config monitor:), or None
+    monitor_metrics = MonitorMetrics(metrics.registry) if guard is not None else None
     metrics.registry.register(_StoreCollector(stores))
     if strategies is None:
         try:
@@ -202,7 +206,7 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"],
                            expose_headers=["x-junto-deployment", "x-junto-strategy", "x-junto-arm", "x-junto-routing-ms",
-                                           "x-junto-request-id", "x-junto-cost"])
+                                           "x-junto-request-id", "x-junto-cost", "x-junto-monitor"])
 
     # -- errors: OpenAI-shaped, never a stack trace ------------------------------------------
     @app.exception_handler(RequestValidationError)
@@ -361,8 +365,24 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         messages = [m.plain() for m in body.messages]
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         t0 = time.perf_counter()
+        monitor_headers: dict[str, str] = {}
+        if guard is not None and monitor_metrics is not None:  # before the model is called (junto.monitors)
+            try:
+                decision = await guard.check(messages, key=info.name if info else None, model=body.model,
+                                             header=request.headers.get("x-junto-conversation"),
+                                             metadata=getattr(body, "metadata", None), user=getattr(body, "user", None))
+            except ConfigError as exc:
+                return error_response(400, exc.message, "invalid_request_error", "invalid_value", exc.param)
+            if decision is not None:
+                monitor_metrics.observe(decision)
+                if decision.header:
+                    monitor_headers["x-junto-monitor"] = decision.header
+                if decision.refuse:
+                    metrics.requests.labels(body.model, strategy, "content_filter").inc()
+                    return _refused(f"chatcmpl-{request_id[:24]}", body.model, body.stream,
+                                    {**monitor_headers, "x-junto-request-id": request_id})
         events = junto.astream(messages, strategy=strategy, deployment=deployment, trace_id=request_id,
-                               stream_tokens=body.stream, **params)
+                               stream_tokens=body.stream, monitor=False, **params)
         try:
             async with asyncio.timeout(settings.request_timeout_s):  # no extra task, unlike wait_for
                 first, routed = await _first_answer_event(events)
@@ -378,7 +398,7 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         if strategy == "auto":  # the strategy that runs: the chosen arm's, or direct without arms
             strategy = junto.pool.arm(routed.routing.arm).strategy if routed and routed.routing.arm else "direct"
         headers = {"x-junto-strategy": strategy, "x-junto-request-id": request_id,
-                   "x-junto-routing-ms": f"{routed.routing.routing_ms:.3f}" if routed else "0"}
+                   "x-junto-routing-ms": f"{routed.routing.routing_ms:.3f}" if routed else "0", **monitor_headers}
         if routed and routed.routing.arm:
             headers["x-junto-arm"] = routed.routing.arm
         if isinstance(first, TokenEvent):
@@ -424,6 +444,14 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
 
     app.openapi = openapi_with_models  # type: ignore[method-assign]
 
+    def _refused(cid: str, model: str, stream: bool, headers: dict[str, str]) -> Response:
+        created = int(time.time())
+        if not stream:
+            return JSONResponse(refusal_completion(cid, created, model), headers=headers)
+        body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in refusal_chunks(cid, created, model))
+        return Response(body + b"data: [DONE]\n\n", media_type="text/event-stream",
+                        headers={**headers, "cache-control": "no-cache"})
+
     async def _first_answer_event(events: AsyncIterator[Any]) -> tuple[Any, RoutedEvent | None]:
         routed = None
         async for ev in events:
@@ -457,6 +485,8 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
             metrics.fallbacks.labels(fb["deployment"]).inc()
         metrics.tokens.labels("prompt").inc(result.usage.prompt_tokens)
         metrics.tokens.labels("completion").inc(result.usage.completion_tokens)
+        if result.usage.reasoning_tokens:
+            metrics.tokens.labels("reasoning").inc(result.usage.reasoning_tokens)
         metrics.cost.inc(result.cost_usd)
 
     async def _sse(events: AsyncIterator[Any], first: Any, cid: str, created: int, model: str, strategy: str,
@@ -471,23 +501,24 @@ def create_app(junto: Junto, settings: GatewaySettings | None = None, *, strateg
         try:
             yield chunk({"role": "assistant", "content": ""})
             if isinstance(first, TokenEvent):
-                yield chunk({"content": first.text})
+                # the model's thinking streams as delta.reasoning_content, the answer as delta.content
+                # (the vLLM / DeepSeek convention)
+                yield chunk({_DELTA_KEY[first.kind]: first.text})
                 async for ev in events:
                     if isinstance(ev, TokenEvent):
-                        yield chunk({"content": ev.text})
+                        yield chunk({_DELTA_KEY[ev.kind]: ev.text})
                     elif isinstance(ev, ResultEvent):
                         result = ev.result
             else:
                 result = first.result
+                if result.reasoning_content:
+                    yield chunk({"reasoning_content": result.reasoning_content})
                 yield chunk({"content": result.text if result.votes is not None else result.answer})
             yield chunk({}, result.finish_reason or "stop", junto=_junto_field(result))
             if include_usage:
-                u = result.usage
                 yield (b"data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
                                                "model": model, "choices": [],
-                                               "usage": {"prompt_tokens": u.prompt_tokens,
-                                                         "completion_tokens": u.completion_tokens,
-                                                         "total_tokens": u.total_tokens}}).encode() + b"\n\n")
+                                               "usage": _usage(result.usage)}).encode() + b"\n\n")
             yield b"data: [DONE]\n\n"
             _observe(result, model, strategy, t0, ttft)
             await charge(request, info, result.usage.total_tokens)
@@ -527,21 +558,37 @@ class _StoreCollector:
         yield out
 
 
+#: where a streamed piece goes in a chunk's delta, by TokenEvent.kind
+_DELTA_KEY = {"content": "content", "reasoning": "reasoning_content"}
+
+
 def _junto_field(result: Any) -> dict[str, Any]:
-    return {"deployment": result.deployment, "deployments": result.deployments, "strategy": result.strategy,
-            "votes": result.votes, "samples": result.samples, "trace_id": result.trace_id,
-            "routing": {"ranked": result.routing.ranked, "router": result.routing.router, "arm": result.routing.arm},
-            "cost_usd": result.cost_usd, "fallbacks": result.fallbacks}
+    out = {"deployment": result.deployment, "deployments": result.deployments, "strategy": result.strategy,
+           "votes": result.votes, "samples": result.samples, "trace_id": result.trace_id,
+           "routing": {"ranked": result.routing.ranked, "router": result.routing.router, "arm": result.routing.arm},
+           "cost_usd": result.cost_usd, "fallbacks": result.fallbacks}
+    if result.usage.reasoning_tokens is not None:
+        out["reasoning_tokens_estimated"] = result.usage.reasoning_estimated
+    return out
+
+
+def _usage(u: Any) -> dict[str, Any]:
+    """OpenAI usage; ``completion_tokens_details.reasoning_tokens`` when the answer had thinking."""
+    out: dict[str, Any] = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                           "total_tokens": u.total_tokens}
+    if u.reasoning_tokens is not None:
+        out["completion_tokens_details"] = {"reasoning_tokens": u.reasoning_tokens}
+    return out
 
 
 def _completion(cid: str, created: int, model: str, result: Any) -> dict[str, Any]:
-    u = result.usage
+    message = {"role": "assistant", "content": result.text if result.votes is not None else result.answer}
+    if result.reasoning_content is not None:
+        message["reasoning_content"] = result.reasoning_content
     return {
         "id": cid, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant",
-                                             "content": result.text if result.votes is not None else result.answer},
+        "choices": [{"index": 0, "message": message,
                      "finish_reason": result.finish_reason or "stop", "logprobs": result.logprobs}],
-        "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                  "total_tokens": u.total_tokens},
+        "usage": _usage(result.usage),
         "junto": _junto_field(result),
     }

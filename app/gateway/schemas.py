@@ -111,7 +111,11 @@ class ErrorResponse(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
-    content: str
+    content: str = Field(description="the answer, without the model's thinking")
+    reasoning_content: str | None = Field(
+        None, description="the model's thinking (the text between its thinking tags, e.g. <think>…</think>); "
+                          "present only when it thought. In streams: delta.reasoning_content chunks, then "
+                          "delta.content chunks (the vLLM / DeepSeek convention)")
 
 
 class CompletionChoice(BaseModel):
@@ -122,10 +126,19 @@ class CompletionChoice(BaseModel):
     logprobs: dict[str, Any] | None = None
 
 
+class CompletionTokensDetails(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    reasoning_tokens: int = Field(description="completion tokens spent thinking (thinking tags included); exact "
+                                              "where the deployment tokenizes, else estimated (junto."
+                                              "reasoning_tokens_estimated)")
+
+
 class CompletionUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    completion_tokens_details: CompletionTokensDetails | None = Field(
+        None, description="present when the answer had thinking")
 
 
 class ChatCompletion(BaseModel):

@@ -20,6 +20,7 @@ whether a fallback to another deployment makes sense (``retryable``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -57,6 +58,8 @@ def _parse_choice(raw: Any, index: int) -> Choice:
     token_lps = None
     if isinstance(lp, dict) and isinstance(lp.get("content"), list):
         token_lps = [float(t["logprob"]) for t in lp["content"] if isinstance(t, dict) and "logprob" in t]
+    elif isinstance(lp, dict) and isinstance(lp.get("token_logprobs"), list):  # /v1/completions' legacy shape
+        token_lps = [float(x) for x in lp["token_logprobs"] if x is not None]
     return Choice(index=index, text=text or "", finish_reason=raw.get("finish_reason"), token_logprobs=token_lps,
                   logprobs=lp if isinstance(lp, dict) else None)
 
@@ -97,6 +100,9 @@ class PoolClient:
         self._own_http = session is None
         self._connect_timeout_s = connect_timeout_s
         self._sems: dict[str, asyncio.Semaphore] = {}
+        self._multi: dict[str, asyncio.Lock] = {}
+        #: chat templates read per deployment (chat_template(): prefill and continuation render with them)
+        self._templates: dict[str, Any] = {}
         #: deployments served by several replicas (``urls``): requests spread over them and fail over
         self.replicas: dict[str, ReplicaSet] = {d.name: ReplicaSet(d.urls) for d in pool.deployments
                                                 if d.urls and len(d.urls) > 1}
@@ -137,6 +143,24 @@ class PoolClient:
         if sem is None:
             sem = self._sems[dep.name] = asyncio.Semaphore(dep.max_concurrency)
         return sem
+
+    @contextlib.asynccontextmanager
+    async def _slots(self, dep: Deployment, k: int) -> AsyncIterator[None]:
+        """Hold ``k`` of the deployment's concurrency permits (one request decoding ``k`` choices at once
+        takes ``k`` server slots). Multi-permit holders queue on one lock, so two of them never each hold
+        part of what the other waits for."""
+        sem = self._sem(dep)
+        lock = self._multi.setdefault(dep.name, asyncio.Lock())
+        got = 0
+        try:
+            async with lock:
+                for _ in range(k):
+                    await sem.acquire()
+                    got += 1
+            yield
+        finally:
+            for _ in range(got):
+                sem.release()
 
     def _url(self, dep: Deployment) -> str:
         replicas = self.replicas.get(dep.name)
@@ -207,8 +231,9 @@ class PoolClient:
                 raise BackendError(f"{dep.name}: request to {url} failed: {exc.__class__.__name__}: {exc}",
                                    deployment=dep.name, retryable=True) from None
 
-    async def _post(self, dep: Deployment, body: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-        url = f"{self._url(dep)}/chat/completions"
+    async def _post(self, dep: Deployment, body: dict[str, Any], timeout: float | None,
+                    path: str = "/chat/completions") -> dict[str, Any]:
+        url = f"{self._url(dep)}{path}"
         resp = await self._send(dep, url, body, timeout)
         try:
             status, raw = resp.status, await resp.read()
@@ -266,6 +291,9 @@ class PoolClient:
         t0 = time.perf_counter()
         if not backend.openai_compatible:
             return await self._litellm_chat(dep, messages, n=n, logprobs=logprobs, timeout=timeout, params=params)
+        per_request = min(backend.max_native_n(dep), dep.max_concurrency)
+        if n > 1 and not backend.native_n and per_request > 1:
+            return await self._slotted_n(dep, messages, n, per_request, logprobs, timeout, params, t0)
         if n == 1 or backend.native_n:
             async with self._sem(dep):
                 data = await self._post(dep, self._body(dep, messages, params, n=n, stream=False, logprobs=logprobs),
@@ -288,14 +316,59 @@ class PoolClient:
         choices, usage, model = await self._fanout(dep, messages, n, logprobs, timeout, params)
         return self._result(dep, choices, usage, t0, "fanout", n, model)
 
+    async def _slotted_n(self, dep: Deployment, messages: Sequence[Message], n: int, per_request: int,
+                         logprobs: bool, timeout: float | None, params: dict[str, Any], t0: float) -> ChatResult:
+        """``n`` choices from a server that honours ``n`` only up to its slot count (llama-server): requests
+        of at most ``per_request`` choices each, the prompt prefilled once per request and its KV copied to
+        the other slots. Such a server's ``usage`` counts the first choice's tokens only, so every request
+        asks for per-token logprobs and each choice's completion tokens are counted from them (exact)."""
+        sizes = [per_request] * (n // per_request) + ([n % per_request] if n % per_request else [])
+
+        async def one(i: int, k: int) -> dict[str, Any]:
+            p = dict(params)
+            if p.get("seed") is not None:
+                p["seed"] = int(p["seed"]) + i * per_request  # distinct seeds per request
+            body = self._body(dep, messages, p, n=k, stream=False, logprobs=True)
+            async with self._slots(dep, k):
+                return await self._post(dep, body, timeout)
+
+        datas = await asyncio.gather(*(one(i, k) for i, k in enumerate(sizes)))
+        choices: list[Choice] = []
+        usage = Usage()
+        for d in datas:
+            raw = d["choices"]
+            if not raw:
+                raise BackendError(f"{dep.name}: the response has no choices", deployment=dep.name, retryable=True)
+            server = _usage_from(d.get("usage"))
+            counts = [len(c["logprobs"]["content"]) if isinstance(c.get("logprobs"), dict)
+                      and isinstance(c["logprobs"].get("content"), list) else None for c in raw]
+            exact = all(x is not None for x in counts)
+            completion = sum(x or 0 for x in counts) if exact else (server.completion_tokens * len(raw) if server else 0)
+            usage = usage + Usage(server.prompt_tokens if server else 0, completion, estimated=server is None or not exact)
+            for c in raw:
+                ch = _parse_choice(c, len(choices))
+                if not logprobs:  # asked for only to count tokens
+                    ch.token_logprobs = ch.logprobs = None
+                choices.append(ch)
+        if len(choices) < n:  # the server returned fewer choices than asked: fetch the rest one by one
+            more, more_usage, _ = await self._fanout(dep, messages, n - len(choices), logprobs, timeout, params)
+            for c in more:
+                c.index = len(choices)
+                choices.append(c)
+            usage = usage + more_usage
+        return self._result(dep, choices[:n], usage, t0, "native-n", len(datas), datas[0].get("model", dep.name))
+
     async def _fanout(self, dep: Deployment, messages: Sequence[Message], k: int, logprobs: bool,
-                      timeout: float | None, params: dict[str, Any]) -> tuple[list[Choice], Usage, str]:
+                      timeout: float | None, params: dict[str, Any], *,
+                      make_body: Any = None, path: str = "/chat/completions") -> tuple[list[Choice], Usage, str]:
         async def one(i: int) -> dict[str, Any]:
             p = dict(params)
             if p.get("seed") is not None:
                 p["seed"] = int(p["seed"]) + i  # the same seed would give k identical samples
+            body = make_body(p) if make_body is not None else self._body(dep, messages, p, n=1, stream=False,
+                                                                           logprobs=logprobs)
             async with self._sem(dep):
-                return await self._post(dep, self._body(dep, messages, p, n=1, stream=False, logprobs=logprobs), timeout)
+                return await self._post(dep, body, timeout, path)
 
         datas = await asyncio.gather(*(one(i) for i in range(k)))
         choices, usage = [], Usage()
@@ -375,6 +448,272 @@ class PoolClient:
             usage = Usage(estimate_prompt_tokens(messages), chunks, estimated=True)
         yield StreamEnd(dep.name, model, usage, dep.price.cost(usage.prompt_tokens, usage.completion_tokens),
                         time.perf_counter() - t0, ttft, finish, "single")
+
+    # -- raw completions, prefill, tokenize (the generation substrate) ------------------------------
+    def _dep(self, deployment: str | Deployment) -> Deployment:
+        return deployment if isinstance(deployment, Deployment) else self.pool.deployment(deployment)
+
+    def _root(self, dep: Deployment) -> str:
+        """The server's root URL (the base URL without its ``/v1``): where /tokenize, /props live."""
+        url = self._url(dep).rstrip("/")
+        return url[:-3] if url.endswith("/v1") else url
+
+    def _completion_body(self, dep: Deployment, prompt: str | list[int], params: dict[str, Any], *, n: int,
+                         stream: bool, logprobs: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": get_backend(dep.backend).request_model(dep), "prompt": prompt}
+        for key in _PARAMS:
+            if key != "top_logprobs" and params.get(key) is not None:
+                body[key] = params[key]
+        body.update(params.get("extra") or {})
+        if n > 1:
+            body["n"] = n
+        if logprobs is not None:
+            body["logprobs"] = int(logprobs)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def _get_json(self, dep: Deployment, url: str, body: dict[str, Any] | None, timeout: float | None,
+                        *, expect: type = dict) -> Any:
+        """POST ``body`` (GET when None) to a non-OpenAI endpoint of the server; the answer as JSON of type
+        ``expect`` (an object, or a list for llama-server's /slots)."""
+        if body is None:
+            try:
+                resp = await self.http.get(url, headers=self._headers(dep), timeout=self._timeout(dep, timeout))
+            except _CONNECTION_ERRORS as exc:
+                raise self._connect_error(dep, url, exc) from None
+            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                raise BackendError(f"{dep.name}: GET {url} failed ({exc.__class__.__name__})", deployment=dep.name,
+                                   retryable=True) from None
+        else:
+            resp = await self._send(dep, url, body, timeout)
+        try:
+            status, raw = resp.status, await resp.read()
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            raise BackendError(f"{dep.name}: the answer from {url} broke off ({exc.__class__.__name__})",
+                               deployment=dep.name, retryable=True) from None
+        finally:
+            resp.release()
+        text = raw.decode("utf-8", errors="replace")
+        self._raise_for_status(dep, status, text)
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, expect):
+                raise ValueError(f"not a JSON {expect.__name__}")
+        except ValueError as exc:
+            raise BackendError(f"{dep.name}: malformed response from {url}: {exc}: {text[:200]!r}",
+                               deployment=dep.name, retryable=True) from None
+        return data
+
+    async def complete(self, deployment: str | Deployment, prompt: str, *, n: int = 1, logprobs: int | None = None,
+                       timeout: float | None = None, **params: Any) -> ChatResult:
+        """Raw completion (``/v1/completions``) of ``prompt`` as written (no template). ``Choice.text`` = the
+        continuation. ``logprobs``: per-token log probabilities with that many top alternatives (0: the
+        sampled token's only). Needs capability ``completions``."""
+        from junto.pool.capabilities import require
+
+        dep = self._dep(deployment)
+        require(dep, "completions", purpose="a raw completion")
+        if logprobs is not None:
+            require(dep, "logprobs" if logprobs <= 1 else "top_logprobs", purpose="a completion with logprobs")
+        return await self._complete(dep, prompt, n=n, logprobs=logprobs, timeout=timeout, params=params)
+
+    async def _complete(self, dep: Deployment, prompt: str | list[int], *, n: int, logprobs: int | None,
+                        timeout: float | None, params: dict[str, Any]) -> ChatResult:
+        if n < 1:
+            raise ConfigError(f"n must be at least 1 (got {n})")
+        t0 = time.perf_counter()
+        path = "/completions"
+        choices: list[Choice] = []
+        usage = Usage()
+        model, how, requests = dep.name, "single", 0
+        if n == 1 or get_backend(dep.backend).native_n:
+            async with self._sem(dep):
+                data = await self._post(dep, self._completion_body(dep, prompt, params, n=n, stream=False,
+                                                                   logprobs=logprobs), timeout, path)
+            choices = [_parse_choice(c, i) for i, c in enumerate(data["choices"])]
+            if not choices:
+                raise BackendError(f"{dep.name}: the response has no choices", deployment=dep.name, retryable=True)
+            usage = _usage_from(data.get("usage")) or Usage(estimated=True)
+            model = data.get("model", model)
+            how, requests = ("native-n" if n > 1 else "single"), 1
+        missing = n - len(choices)
+        if missing > 0:  # llama.cpp, or a server that ignored n: concurrent requests for the rest
+            def make_body(p: dict[str, Any]) -> dict[str, Any]:
+                return self._completion_body(dep, prompt, p, n=1, stream=False, logprobs=logprobs)
+
+            more, more_usage, m = await self._fanout(dep, (), missing, False, timeout, params, make_body=make_body,
+                                                     path=path)
+            model = m if not choices else model
+            choices += more
+            usage = usage + more_usage
+            how, requests = "fanout", requests + missing
+        for i, c in enumerate(choices[:n]):
+            c.index = i
+        return self._result(dep, choices[:n], usage, t0, how, requests, model)
+
+    async def continue_chat(self, deployment: str | Deployment, messages: Sequence[Message], prefill: str, *,
+                            n: int = 1, logprobs: int | None = None, timeout: float | None = None,
+                            **params: Any) -> ChatResult:
+        """"These messages, with this assistant text already written: continue." ``Choice.text`` = the
+        continuation only (not the prefill). vLLM: chat/completions with ``continue_final_message``;
+        llama.cpp: the deployment's own chat template renders the prompt (:mod:`junto.pool.chat_template`)
+        and :meth:`complete` continues it. Needs capability ``prefill``."""
+        from junto.pool.capabilities import require
+
+        dep = self._dep(deployment)
+        require(dep, "prefill", purpose="an assistant prefill (continue_chat)")
+        if logprobs is not None:
+            require(dep, "logprobs" if logprobs <= 1 else "top_logprobs", purpose="a prefill with logprobs")
+        convo = [*messages, {"role": "assistant", "content": prefill}]
+        if dep.backend == "llamacpp":
+            prompt = await self.render_prompt(dep, convo, continue_final=True)
+            return await self._complete(dep, prompt, n=n, logprobs=logprobs, timeout=timeout, params=params)
+        # vLLM (and OpenAI-compatible servers declared with prefill): the server renders and continues
+        extra = {"continue_final_message": True, "add_generation_prompt": False, **(params.get("extra") or {})}
+        p = {**params, "extra": extra}
+        if logprobs is not None and logprobs > 0:
+            p.setdefault("top_logprobs", logprobs)
+        return await self.chat(dep, convo, n=n, logprobs=logprobs is not None, timeout=timeout, **p)
+
+    async def tokenize(self, deployment: str | Deployment, text: str, *, add_special: bool = False) -> list[int]:
+        """The server's token ids for ``text`` (``add_special``: as a completion's prompt is tokenized, BOS
+        included where the model adds one). Special-token text in ``text`` is parsed as the special token,
+        as in a prompt. Needs capability ``tokenize``."""
+        from junto.pool.capabilities import require
+
+        dep = self._dep(deployment)
+        require(dep, "tokenize", purpose="tokenize")
+        if dep.backend == "llamacpp":
+            body: dict[str, Any] = {"content": text, "add_special": add_special, "parse_special": True}
+        else:  # vLLM's /tokenize
+            body = {"model": get_backend(dep.backend).request_model(dep), "prompt": text,
+                    "add_special_tokens": add_special}
+        data = await self._get_json(dep, f"{self._root(dep)}/tokenize", body, None)
+        tokens = data.get("tokens")
+        if not isinstance(tokens, list):
+            raise BackendError(f"{dep.name}: /tokenize answered without a token list", deployment=dep.name)
+        return [int(t["id"]) if isinstance(t, dict) else int(t) for t in tokens]
+
+    async def chat_template(self, deployment: str | Deployment) -> Any:
+        """The deployment's :class:`~junto.pool.chat_template.ChatTemplate`, read once and cached: a
+        llama-server's own (``/props``: the template it renders chats with, whatever its source), else the
+        model files' (the GGUF, or a vLLM model directory)."""
+        from junto.pool import chat_template as ct
+
+        dep = self._dep(deployment)
+        cache = self._templates
+        tmpl = cache.get(dep.name)
+        if tmpl is not None:
+            return tmpl
+        server = getattr(dep.launch, "server", "llama-server") if dep.backend == "llamacpp" else None
+        if server == "llama-server":
+            root = self._root(dep)
+            props = await self._get_json(dep, f"{root}/props", None, None)
+            if not isinstance(props.get("chat_template"), str) or not props["chat_template"]:
+                raise ConfigError(f"deployment {dep.name!r}: the server reports no chat template",
+                                  hint="use a GGUF with a chat template, or set launch.chat_format")
+            # does the server put BOS before a prompt itself? then the template's BOS text must go
+            bos = await self._get_json(dep, f"{root}/tokenize",
+                                       {"content": "", "add_special": True, "parse_special": True}, None)
+            tmpl = ct.ChatTemplate(props["chat_template"], str(props.get("bos_token") or ""),
+                                   str(props.get("eos_token") or ""), source=f"{root}/props",
+                                   add_bos=bool(bos.get("tokens")))
+        else:
+            tmpl = await asyncio.to_thread(ct.for_deployment, dep,
+                                           self.pool.source.parent if self.pool.source else None)
+        cache[dep.name] = tmpl
+        return tmpl
+
+    async def render_prompt(self, deployment: str | Deployment, messages: Sequence[Message], *,
+                            add_generation_prompt: bool = False, continue_final: bool = False) -> str:
+        """``messages`` rendered with the deployment's own chat template (read once, then cached), as a raw
+        completion should send it (see :meth:`ChatTemplate.completion_prompt`)."""
+        tmpl = await self.chat_template(deployment)
+        return tmpl.completion_prompt(messages, add_generation_prompt=add_generation_prompt,
+                                      continue_final=continue_final)
+
+    async def completion_prompt(self, deployment: str | Deployment, messages: Sequence[Message], *,
+                                add_generation_prompt: bool = False, continue_final: bool = False
+                                ) -> str | list[int]:
+        """The prompt a raw completion continues ``messages`` from: junto's rendering (:meth:`render_prompt`)
+        where it can read the template; on a vLLM server whose model files junto cannot read (a hub model id,
+        a remote URL), vLLM's own rendering as token ids (``POST /tokenize`` with ``messages``), which
+        ``/v1/completions`` takes as the prompt."""
+        dep = self._dep(deployment)
+        if dep.backend == "vllm" and dep.name not in self._templates:
+            try:
+                await self.chat_template(dep)
+            except ConfigError:
+                return await self.server_prompt_ids(dep, messages, add_generation_prompt=add_generation_prompt,
+                                                    continue_final=continue_final)
+        return await self.render_prompt(dep, messages, add_generation_prompt=add_generation_prompt,
+                                        continue_final=continue_final)
+
+    async def server_prompt_ids(self, deployment: str | Deployment, messages: Sequence[Message], *,
+                                add_generation_prompt: bool = False, continue_final: bool = False) -> list[int]:
+        """vLLM's own rendering of ``messages``, as token ids (``POST /tokenize``; vLLM only)."""
+        from junto.pool.capabilities import require
+
+        dep = self._dep(deployment)
+        require(dep, "tokenize", purpose="the server's own chat-template rendering")
+        if dep.backend == "llamacpp":
+            raise ConfigError(f"deployment {dep.name!r}: llama.cpp servers do not tokenize a conversation",
+                              hint="use render_prompt(): junto renders llama.cpp's template itself")
+        body = {"model": get_backend(dep.backend).request_model(dep), "messages": list(messages),
+                "add_generation_prompt": add_generation_prompt, "continue_final_message": continue_final}
+        data = await self._get_json(dep, f"{self._root(dep)}/tokenize", body, None)
+        tokens = data.get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            raise BackendError(f"{dep.name}: /tokenize answered without a token list", deployment=dep.name)
+        return tokens
+
+    async def _stream_chunks(self, dep: Deployment, path: str, body: dict[str, Any], timeout: float | None
+                             ) -> AsyncIterator[dict[str, Any]]:
+        """The parsed chunks of one SSE stream. Leaving early (``aclose``, a ``break`` in the caller) closes the
+        connection, so the server stops generating; a stream that ends without ``[DONE]`` yields
+        ``{"_ended": "broken"}`` last."""
+        url = f"{self._url(dep)}{path}"
+        chunks = 0
+        done = False
+        async with self._sem(dep):
+            resp = await self._send(dep, url, body, timeout)
+            try:
+                if resp.status >= 400:
+                    self._raise_for_status(dep, resp.status, (await resp.read()).decode("utf-8", errors="replace"))
+                async for raw_line in resp.content:
+                    line = raw_line.decode("utf-8", errors="replace").strip()
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        chunk = json.loads(payload)
+                        if not isinstance(chunk, dict):
+                            raise ValueError("not an object")
+                    except ValueError:
+                        raise BackendError(f"{dep.name}: malformed stream chunk from {url}: {payload[:200]!r}",
+                                           deployment=dep.name, retryable=chunks == 0) from None
+                    chunks += 1
+                    yield chunk
+            except asyncio.TimeoutError:
+                raise BackendError(f"{dep.name}: the stream stalled for more than {timeout or dep.timeout_s:.0f}s",
+                                   deployment=dep.name, retryable=chunks == 0) from None
+            except aiohttp.ClientError as exc:
+                raise BackendError(f"{dep.name}: the stream from {url} broke off after {chunks} chunks "
+                                   f"({exc.__class__.__name__})",
+                                   hint="the server may have crashed: `junto pool status` shows it",
+                                   deployment=dep.name, retryable=chunks == 0) from None
+            finally:
+                if done:
+                    resp.release()
+                else:
+                    resp.close()  # abandoned or broken: drop the connection so the server stops generating
+        if not done:
+            yield {"_ended": "broken"}
 
     # -- litellm path ------------------------------------------------------------------------
     @staticmethod

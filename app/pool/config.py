@@ -126,6 +126,22 @@ class Price(_Strict):
         return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
 
 
+#: what a deployment can be asked to do (junto.pool.capabilities declares each backend's defaults)
+CAPABILITIES = ("chat", "completions", "prefill", "logprobs", "top_logprobs", "native_n", "tokenize", "reasoning")
+
+
+class Thinking(_Strict):
+    """How a deployment thinks: the tags its reasoning is written between, and (for an instruct model that
+    does not think by itself) the system prompt that makes it think inside them."""
+
+    open: str = Field("<think>", min_length=1)
+    close: str = Field("</think>", min_length=1)
+    prompt: str | None = Field(None, description="system prompt that makes an instruct model think inside the "
+                                                  "tags; used by the thinking strategies (thoughtmani, trimr)")
+    starts_inside: bool = Field(False, description="the chat template opens the thinking (DeepSeek-R1 distills, "
+                                                   "QwQ): the completion starts inside it, with no open tag")
+
+
 class Deployment(_Strict):
     """One model behind one endpoint."""
 
@@ -144,6 +160,10 @@ class Deployment(_Strict):
     max_concurrency: int = Field(4, ge=1)
     timeout_s: float = Field(120.0, gt=0)
     connect_retries: int = Field(2, ge=0, le=10)
+    capabilities: dict[Literal[CAPABILITIES], bool] = Field(  # type: ignore[valid-type]
+        default_factory=dict, description="override the backend's declared capabilities, e.g. {prefill: false}")
+    thinking: Thinking | None = Field(None, description="the deployment is a thinking model (or is prompted to be "
+                                                        "one): where its reasoning is and how to ask for it")
 
     @model_validator(mode="before")
     @classmethod

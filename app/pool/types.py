@@ -11,14 +11,23 @@ class Usage:
     completion_tokens: int = 0
     #: True when the server sent no usage and the counts were estimated from the stream
     estimated: bool = False
+    #: completion tokens spent thinking (junto.thinking); None: the completion had no thinking
+    reasoning_tokens: int | None = None
+    #: True when reasoning_tokens was estimated (the deployment cannot tokenize)
+    reasoning_estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
+        if self.reasoning_tokens is None and other.reasoning_tokens is None:
+            reasoning = None
+        else:
+            reasoning = (self.reasoning_tokens or 0) + (other.reasoning_tokens or 0)
         return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
-                     self.estimated or other.estimated)
+                     self.estimated or other.estimated, reasoning,
+                     self.reasoning_estimated or other.reasoning_estimated)
 
 
 @dataclass

@@ -27,7 +27,7 @@ async def generate(state: DirectState, runtime: Runtime[RunContext]) -> dict[str
     async for ev in answer_direct(ctx.client, ctx.candidates, state["messages"], kw, health=ctx.health,
                                   stream=True, deadline_s=time_left(ctx, state["started"]), started=started):
         if isinstance(ev, DirectToken):
-            writer({"type": "token", "text": ev.text, "deployment": ev.deployment})
+            writer({"type": "token", "text": ev.text, "deployment": ev.deployment, "kind": ev.kind})
         elif isinstance(ev, DirectCall):
             writer({"type": "model_call", "strategy": "direct", "deployment": ev.deployment, "n": 1,
                     "first_index": 0})
@@ -37,8 +37,11 @@ async def generate(state: DirectState, runtime: Runtime[RunContext]) -> dict[str
             call = CallRecord(deployment=ev.deployment, n=1, first_index=0, prompt_tokens=ev.usage.prompt_tokens,
                               completion_tokens=ev.usage.completion_tokens, estimated=ev.usage.estimated,
                               cost_usd=ev.cost_usd, latency_s=ev.latency_s, path=ev.path, error=None,
-                              error_kind=None, retryable=False, status_code=None)
-            return {"text": ev.text, "deployment": ev.deployment, "finish_reason": ev.finish_reason,
+                              error_kind=None, retryable=False, status_code=None,
+                              reasoning_tokens=ev.usage.reasoning_tokens,
+                              reasoning_estimated=ev.usage.reasoning_estimated)
+            return {"text": ev.text, "reasoning": ev.reasoning, "thinking_truncated": ev.thinking_truncated,
+                    "deployment": ev.deployment, "finish_reason": ev.finish_reason,
                     "ttft_s": ev.ttft_s, "fallbacks": ev.fallbacks, "calls": [call]}
     raise AssertionError("answer_direct ended without an answer")
 
@@ -52,7 +55,9 @@ async def finish(state: DirectState) -> dict[str, Any]:
                             samples_saved=0, usage=usage, cost_usd=cost,
                             latency_s=time.monotonic() - state["started"], strategy="direct",
                             extra={"finish_reason": state.get("finish_reason"), "ttft_s": state.get("ttft_s"),
-                                   "fallbacks": state.get("fallbacks", [])})
+                                   "fallbacks": state.get("fallbacks", []),
+                                   **({"thinking_truncated": True} if state.get("thinking_truncated") else {})},
+                            reasoning_content=state.get("reasoning"))
     return {"result": result}
 
 

@@ -13,6 +13,9 @@ the ``direct`` strategy graph. It tries the candidates in rank order:
   answers, so the error is raised. ``stream=False`` makes one non-streamed call per candidate (exact
   usage from servers that report none in streams, e.g. llama.cpp; logprobs when asked for);
 * ``deadline_s`` bounds the whole answer: each call gets the time left as its timeout.
+* a thinking model's reasoning is split from its answer (:mod:`junto.thinking`, the deployment's tags):
+  streamed pieces are :class:`DirectToken`\\ s of kind "reasoning" or "content"; :class:`DirectAnswer`'s
+  ``text`` is the answer, ``reasoning`` the thinking and its usage counts ``reasoning_tokens``.
 
 Events, in order: for each call a :class:`DirectCall`; while streaming, :class:`DirectToken`\\ s;
 for each candidate given up before its first token a :class:`DirectFallback`; last, one
@@ -43,10 +46,12 @@ class DirectCall:
 
 @dataclass
 class DirectToken:
-    """A piece of the streamed answer."""
+    """A piece of the streamed answer: ``kind`` "reasoning" (the model's thinking, :mod:`junto.thinking`)
+    or "content" (the answer)."""
 
     text: str
     deployment: str
+    kind: str = "content"
 
 
 @dataclass
@@ -77,6 +82,23 @@ class DirectAnswer:
     path: str = "single"
     #: the server's logprobs object (OpenAI shape), non-streamed calls with ``logprobs`` only
     logprobs: dict[str, Any] | None = None
+    #: the thinking (``junto.thinking``; ``text`` is the answer without it), ``None`` when there was none
+    reasoning: str | None = None
+    #: the thinking was cut before its close tag (the answer is then empty)
+    thinking_truncated: bool = False
+
+
+async def _with_reasoning(client: PoolClient, name: str, raw: str, usage: Usage) -> tuple[Any, Usage]:
+    """The split of a completion and its usage with ``reasoning_tokens`` (exact where the deployment tokenizes)."""
+    from dataclasses import replace
+
+    from junto.thinking import reasoning_tokens, split_for
+
+    parts = split_for(client.pool.deployment(name), raw)
+    if parts.reasoning is None:
+        return parts, usage
+    n, estimated = await reasoning_tokens(client, name, parts, raw, usage.completion_tokens)
+    return parts, replace(usage, reasoning_tokens=n, reasoning_estimated=estimated)
 
 
 DirectEvent = DirectCall | DirectToken | DirectFallback | DirectAnswer
@@ -168,21 +190,30 @@ async def answer_direct(client: PoolClient, candidates: Sequence[str], messages:
                 if permit is not None:
                     permit.success()
                 choice = r.choices[0]
-                yield DirectAnswer(r.text, name, choice.finish_reason, None, r.usage,
+                split, usage = await _with_reasoning(client, name, r.text, r.usage)
+                yield DirectAnswer(split.content, name, choice.finish_reason, None, usage,
                                    r.cost_usd, time.perf_counter() - t0, fallbacks, r.path,
-                                   choice.logprobs if logprobs else None)
+                                   choice.logprobs if logprobs else None, split.reasoning, split.truncated)
                 return
+            from junto.thinking import stream_for
+
+            thinking = stream_for(client.pool.deployment(name))
             async for ev in client.stream(name, messages, timeout=remaining, **kw):
                 if isinstance(ev, StreamDelta):
                     if first_token is None:
                         first_token = time.perf_counter() - t0
                     parts.append(ev.text)
-                    yield DirectToken(ev.text, name)
+                    for kind, text in thinking.feed(ev.text):
+                        yield DirectToken(text, name, kind)
                 elif isinstance(ev, StreamEnd):
                     if permit is not None:
                         permit.success()
-                    yield DirectAnswer("".join(parts), name, ev.finish_reason, first_token, ev.usage, ev.cost_usd,
-                                       time.perf_counter() - t0, fallbacks, ev.path)
+                    for kind, text in thinking.finish():
+                        yield DirectToken(text, name, kind)
+                    split, usage = await _with_reasoning(client, name, "".join(parts), ev.usage)
+                    yield DirectAnswer(split.content, name, ev.finish_reason, first_token, usage, ev.cost_usd,
+                                       time.perf_counter() - t0, fallbacks, ev.path, None, split.reasoning,
+                                       split.truncated)
                     return
             raise BackendError(f"{name}: the stream ended without a final event", deployment=name,
                                retryable=not parts)

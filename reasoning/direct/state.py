@@ -16,6 +16,8 @@ class DirectState(TypedDict, total=False):
     params: DirectParams
     started: float
     text: str
+    reasoning: str | None
+    thinking_truncated: bool
     deployment: str
     finish_reason: str | None
     ttft_s: float | None

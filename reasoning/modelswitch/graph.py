@@ -207,7 +207,8 @@ async def decide(state: ModelSwitchState) -> dict[str, Any]:
     return {"result": StrategyResult(
         answer=winner or "", text=(best or samples[0])["text"], deployments=models, votes=t.rounded(),
         samples=len(samples), samples_saved=saved, usage=usage, cost_usd=cost,
-        latency_s=time.monotonic() - state["started"], strategy="modelswitch", extra=extra)}
+        latency_s=time.monotonic() - state["started"], strategy="modelswitch", extra=extra,
+        reasoning_content=(best or samples[0]).get("reasoning"))}
 
 
 builder = StateGraph(ModelSwitchState, context_schema=RunContext)

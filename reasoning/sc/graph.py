@@ -158,7 +158,8 @@ async def decide(state: SCState, runtime: Runtime[RunContext]) -> dict[str, Any]
         answer=winner or "", text=(best or samples[0])["text"],
         deployments=list(dict.fromkeys(s["deployment"] for s in samples)),
         votes=t.rounded(), samples=drawn, samples_saved=saved, usage=usage, cost_usd=cost,
-        latency_s=time.monotonic() - state["started"], strategy="sc", extra=extra)}
+        latency_s=time.monotonic() - state["started"], strategy="sc", extra=extra,
+        reasoning_content=(best or samples[0]).get("reasoning"))}
 
 
 builder = StateGraph(SCState, context_schema=RunContext)

@@ -11,7 +11,9 @@ from junto.reasoning import RunContext, get_strategy, run_strategy, strategy_nam
 
 
 def test_names_and_docstrings_name_their_papers():
-    assert strategy_names() == ["direct", "modelswitch", "sc"]
+    assert strategy_names() == ["direct", "modelswitch", "sc", "thoughtmani", "trimr"]
+    assert "2504.13626" in get_strategy("thoughtmani").doc and "<STOP>" in get_strategy("thoughtmani").doc
+    assert "2505.17155" in get_strategy("trimr").doc and "M = 2" in get_strategy("trimr").doc
     assert "Wang et al." in get_strategy("sc").doc and "40" in get_strategy("sc").doc
     assert "2504.00762" in get_strategy("modelswitch").doc and "0.8" in get_strategy("modelswitch").doc
     for name in strategy_names():

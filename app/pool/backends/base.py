@@ -20,10 +20,16 @@ class ServerBackend:
     native_n: bool = True
     openai_compatible: bool = True
     launchable: bool = False
+    #: what the server can be asked to do (junto.pool.capabilities; a pool file may override it per deployment)
+    default_capabilities: frozenset[str] = frozenset({"chat"})
 
     def request_model(self, dep: Deployment) -> str:
         """The ``model`` field sent in requests."""
         return dep.name if dep.managed else dep.model
+
+    def capabilities(self, dep: Deployment) -> frozenset[str]:
+        """The capabilities this backend declares for ``dep`` (before the pool file's overrides)."""
+        return self.default_capabilities
 
     def max_native_n(self, dep: Deployment) -> int:
         """The most choices one request may ask for (``n``); 1: the server ignores ``n``, fan out instead.

@@ -14,6 +14,7 @@ class LiteLLMBackend(ServerBackend):
     name = "litellm"
     native_n = False
     openai_compatible = False
+    default_capabilities = frozenset({"chat"})
 
     def request_model(self, dep: Deployment) -> str:
         return dep.model

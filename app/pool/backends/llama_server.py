@@ -35,11 +35,11 @@ What junto passes (llama-server's defaults in brackets):
 * then ``launch.extra_args`` verbatim (last, so they win).
 
 ``n``: this server honours ``n`` up to its slot count (``n_cmpl``: the prompt is prefilled once and
-its KV copied to the other slots) and refuses a larger one with HTTP 400. One ``n = 8`` request was
-faster than 8 concurrent ones (2.8× against 3.1× a greedy answer), but its ``usage`` counts the
-first choice's completion tokens only. So ``native_n`` stays False (the client fans out, bounded
-by ``max_concurrency`` = the slots) until the client caps ``n`` at :meth:`LlamaServer.max_native_n`
-and counts every choice's tokens.
+its KV copied to the other slots) and refuses a larger one with HTTP 400; its ``usage`` counts the
+first choice's completion tokens only. So the client sends ``n`` in requests of at most
+:meth:`LlamaServer.max_native_n` choices, each holding that many of the deployment's concurrency
+permits, and counts every choice's tokens from its per-token logprobs (exact). One ``n = 8`` request
+was faster than 8 concurrent ones (2.8× against 3.1× a greedy answer; ``bench/results/sampling.json``).
 """
 
 from __future__ import annotations

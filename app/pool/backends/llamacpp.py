@@ -12,8 +12,11 @@
 
 Either way the threads (``--n_threads``/``--threads`` and the batch threads) always come from
 :mod:`junto.pool.threads`, never from llama.cpp's all-cores defaults, which collapse when another
-process takes a core. ``native_n`` is False for both: llama-server honours ``n`` only up to its slot
-count (more is an HTTP 400), so the client fans out, bounded by ``max_concurrency`` = the slots.
+process takes a core. llama-server honours ``n`` only up to its slot count (more is an HTTP 400) and
+counts the first choice's tokens only in ``usage``: the client sends ``n`` in requests of at most
+``slots`` choices and counts every choice's tokens from its per-token logprobs
+(:meth:`~junto.pool.client.PoolClient.chat`). llama-cpp-python's server ignores ``n``: the client
+fans out ``n`` requests.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from junto.pool.models import resolve_model_file
 from junto.pool.threads import AUTO, threads_for
 
 DEFAULT_SERVER = "llama-server"
+LLAMA_SERVER_CAPABILITIES = frozenset({"chat", "completions", "prefill", "logprobs", "top_logprobs", "tokenize",
+                                       "native_n"})
+LLAMA_CPP_PYTHON_CAPABILITIES = frozenset({"chat", "completions", "prefill", "logprobs", "top_logprobs"})
 
 
 class LlamaCppBackend(ServerBackend):
@@ -48,6 +54,14 @@ class LlamaCppBackend(ServerBackend):
     def server(self, dep: Deployment) -> str:
         """Which server runs ``dep``: 'llama-server' or 'llama-cpp-python'."""
         return self.launch_of(dep).server
+
+    def capabilities(self, dep: Deployment) -> frozenset[str]:
+        """llama-server: chat, completions, prefill (junto renders the GGUF's template), logprobs, top
+        logprobs, tokenize (``POST /tokenize``); llama-cpp-python's server the same but tokenize (its
+        tokenizer lives under ``/extras``) and native ``n`` (llama-server: up to its slots, every choice's
+        tokens counted by the client). Neither separates reasoning (junto starts llama-server with
+        ``--reasoning-format none``)."""
+        return LLAMA_SERVER_CAPABILITIES if self.server(dep) == "llama-server" else LLAMA_CPP_PYTHON_CAPABILITIES
 
     def max_native_n(self, dep: Deployment) -> int:
         if dep.managed and self.server(dep) == "llama-server":

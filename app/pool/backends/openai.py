@@ -12,3 +12,5 @@ from junto.pool.backends.base import ServerBackend
 class OpenAIBackend(ServerBackend):
     name = "openai"
     native_n = True
+    #: an unknown remote: chat and logprobs only; the rest is declared in the pool file (capabilities: {...})
+    default_capabilities = frozenset({"chat", "logprobs"})

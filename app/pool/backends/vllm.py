@@ -7,8 +7,9 @@ prompt prefix is not recomputed either. Those are the behaviours junto's strateg
 
 What junto passes (vLLM's defaults in brackets): ``--served-model-name`` = the deployment name,
 ``--max-model-len`` [model's maximum; junto: the deployment's ``context_length``], ``--dtype``
-[auto], ``--enable-prefix-caching`` [on in V1; junto states it], ``--gpu-memory-utilization``
-[0.9] so several models share one GPU, ``--tensor-parallel-size`` [1], ``--data-parallel-size``
+[auto], ``--enable-prefix-caching`` [on in V1; junto states it],
+``--enable-prompt-tokens-details`` [off; junto reads the cached prompt tokens from usage],
+``--gpu-memory-utilization`` [0.9] so several models share one GPU, ``--tensor-parallel-size`` [1], ``--data-parallel-size``
 [1], ``--max-num-seqs``, then ``extra_args`` verbatim.
 
 The interpreter comes from ``launch.python``, ``$JUNTO_VLLM_PYTHON`` or the venv of
@@ -48,6 +49,9 @@ class VllmBackend(ServerBackend):
     name = "vllm"
     native_n = True
     launchable = True
+    #: no "reasoning": vLLM separates thinking only when started with --reasoning-parser (declare it then)
+    default_capabilities = frozenset({"chat", "completions", "prefill", "logprobs", "top_logprobs", "native_n",
+                                      "tokenize"})
 
     def python(self, launch: VllmLaunch) -> str:
         from junto.pool.vllm_env import resolve_python
@@ -87,6 +91,9 @@ class VllmBackend(ServerBackend):
         if launch.data_parallel_size > 1:
             argv += ["--data-parallel-size", str(launch.data_parallel_size)]
         argv.append("--enable-prefix-caching" if launch.enable_prefix_caching else "--no-enable-prefix-caching")
+        # usage.prompt_tokens_details.cached_tokens: how much of a resent prompt the prefix cache served
+        # (junto.pool.continuation records it per segment)
+        argv.append("--enable-prompt-tokens-details")
         if launch.gpu_memory_utilization is not None:
             argv += ["--gpu-memory-utilization", str(launch.gpu_memory_utilization)]
         if launch.max_num_seqs is not None:
