@@ -18,9 +18,10 @@ Measured, ``BENCH_REPEATS`` times each (medians reported), every answer exactly 
 * concurrency 1, 4 and 8: that many requests at once (distinct prompts, T = 0.7); wall time,
   completion tokens/s, and the wall time over one request's;
 * the target: k = 8 samples of one prompt (T = 0.7), as junto's ``sc`` asks for them
-  (``PoolClient.chat(n=8)``: 8 concurrent requests on llama.cpp, one ``n = 8`` request on vLLM),
+  (``PoolClient.chat(n=8)``: one ``n = 8`` request on llama-server (up to its slots, every choice's
+  tokens counted from their logprobs) and on vLLM, 8 concurrent requests on llama-cpp-python's server),
   divided by one greedy answer of the same length. Target: ≤ 3× on 2 cores. For llama-server,
-  one raw ``n = 8`` request (it honours ``n`` up to its slot count) is timed for reference.
+  one raw ``n = 8`` request is timed for reference.
 
 The machine may be shared: every measurement records ``background_cores_other_jobs``, the CPU (in
 cores) that processes other than the server and this script used meanwhile (bench_contention's

@@ -22,6 +22,13 @@ process. Raw asyncio (no framework) keeps its own per-request cost far below wha
   ``max_tokens`` cuts it after that many chunks (``finish_reason: length``: a thinking cut before its close tag)
 * ``think_inside``  the same text without its open tag, as a model whose chat template opened the thinking
 
+``POST /pooling`` answers as vLLM's pooling endpoint serving a process reward model (``task:
+token_classify``, vLLM's step pooler): one ``[P(wrong), P(right)]`` row per occurrence of the step
+separator ``<extra_0>`` in the assistant message (or the ``input`` text), P(right) = 0.2 for a step whose
+text contains "wrong" and 0.9 otherwise. Modes ``prm_nosep`` (no rows: the separator is not the PRM's
+step tag) and ``prm_logits`` (rows of raw logits, not probabilities) inject the format faults; every other
+mode behaves as for chat (``error500``, ``garbage``, ``hang``, ``slow`` …).
+
 ``GET /stats`` returns counters: requests, chat requests, completed streams, and streams the client abandoned.
 """
 
@@ -46,6 +53,31 @@ def think_chunks(mode: str, max_tokens: int | None = None) -> list[str]:
 
 def think_finish(mode: str, max_tokens: int | None) -> str:
     return "length" if max_tokens is not None and max_tokens < len(think_chunks(mode)) else "stop"
+
+
+PRM_SEP = "<extra_0>"
+PRM_MODES = ("prm_nosep", "prm_logits")
+
+
+def pooling(body: dict, mode: str) -> dict:
+    """vLLM's PoolingResponse for a PRM: per request item, one row per step separator."""
+    if body.get("messages"):
+        texts = ["".join(str(m.get("content", "")) for m in body["messages"] if m.get("role") == "assistant")]
+    else:
+        inp = body.get("input", "")
+        texts = inp if isinstance(inp, list) else [inp]
+    data = []
+    for i, text in enumerate(texts):
+        steps = str(text).split(PRM_SEP)[:-1]
+        rows = [[0.8, 0.2] if "wrong" in st else [0.1, 0.9] for st in steps]
+        if mode == "prm_nosep":
+            rows = []
+        elif mode == "prm_logits":
+            rows = [[-3.5, 4.25] for _ in steps]
+        data.append({"index": i, "object": "pooling", "data": rows})
+    n_tok = sum(len(str(t).split()) for t in texts)
+    return {"id": "pool-stub", "object": "list", "created": int(time.time()), "model": body.get("model", "stub"),
+            "data": data, "usage": {"prompt_tokens": n_tok, "total_tokens": n_tok, "completion_tokens": 0}}
 
 
 def completion(body: dict, tokens: int, mode: str = "ok") -> dict:
@@ -123,7 +155,8 @@ class Stub:
         if method == "GET" and path == "/health":
             self.send(writer, "200 OK", b'{"status":"ok"}')
             return True
-        if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
+        is_pooling = method == "POST" and path.rstrip("/") in ("/pooling", "/v1/pooling")
+        if (method != "POST" or not path.rstrip("/").endswith("/chat/completions")) and not is_pooling:
             self.send(writer, "404 Not Found", b'{"error":{"message":"not found","type":"not_found"}}')
             return True
         self.chat_requests += 1
@@ -151,6 +184,9 @@ class Stub:
                 self.send(writer, "200 OK", b"data: {not json\n\n", "text/event-stream")
             else:
                 self.send(writer, "200 OK", b"<html>definitely not json", "text/html")
+            return True
+        if is_pooling:
+            self.send(writer, "200 OK", json.dumps(pooling(body, mode)).encode())
             return True
         model = body.get("model", "stub")
         if not body.get("stream"):
@@ -213,7 +249,7 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--mode", default="ok", choices=["ok", "die", "hang", "garbage", "error500", "error400", "slow",
-                                                        "trickle", *THINK_MODES])
+                                                        "trickle", *THINK_MODES, *PRM_MODES])
     ap.add_argument("--tokens", type=int, default=8)
     ap.add_argument("--delay", type=float, default=1.0)
     args = ap.parse_args()

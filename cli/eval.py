@@ -55,33 +55,15 @@ def find_dataset(ref: str) -> Path:
 
 
 def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 may sit in a string
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    rows = []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ConfigError(f"{path}:{no}: not valid JSON ({exc.msg})",
-                              hint="one JSON object per line (JSONL)") from None
-        if not isinstance(row, dict):
-            raise ConfigError(f"{path}:{no}: each line must be a JSON object", hint="one JSON object per line")
-        missing = [k for k in required if k not in row]
-        if missing:
-            raise ConfigError(f"{path}:{no}: missing field(s) {', '.join(missing)}",
-                              hint=f"each line needs: {', '.join(required)}")
-        kind = row.get("kind", "auto")
-        from junto.answers import KINDS
+    from junto.answers import KINDS
+    from junto.jsonl import read_jsonl as read_objects
 
+    rows = []
+    for no, row in read_objects(path, required=required):
+        kind = row.get("kind", "auto")
         if kind not in KINDS:
             raise ConfigError(f"{path}:{no}: unknown kind {kind!r}", hint=f"one of: {', '.join(KINDS)}")
         rows.append(row)
-    if not rows:
-        raise ConfigError(f"{path}: no rows", hint="the file must hold at least one JSON line")
     return rows
 
 

@@ -28,6 +28,8 @@ _MODULES: dict[str, str] = {
     "modelswitch": "junto.reasoning.modelswitch",
     "thoughtmani": "junto.reasoning.thoughtmani",
     "trimr": "junto.reasoning.trimr",
+    "ets": "junto.reasoning.ets",
+    "rebase": "junto.reasoning.ets.rebase",
 }
 _LOADED: dict[str, Strategy] = {}
 

@@ -200,15 +200,11 @@ def load_records(path: str | os.PathLike[str]) -> Records:
             raise ConfigError(f"{p}: malformed JSON at line {exc.lineno}: {exc.msg}",
                               hint="a JSON list of records, or one JSON object per line (JSONL)") from None
     else:
-        items = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                items.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{p}: line {n} is not JSON ({exc.msg})",
-                                  hint="a JSON list of records, or one JSON object per line (JSONL)") from None
+        from junto.jsonl import parse_lines
+
+        # lines end at "\n" only: U+2028 may sit inside a question
+        items = [row for _, row in parse_lines(text.split("\n"), str(p), hint="a JSON list of records, or one "
+                                                                               "JSON object per line (JSONL)")]
     return parse_records(items, str(p))
 
 

@@ -56,16 +56,10 @@ class Item:
 def parse_dataset(lines: list[str], source: str = "<dataset>") -> list[Item]:
     from junto.routers.tasks import EXTRA_METRICS, check_reference
 
+    from junto.jsonl import parse_lines
+
     items: list[Item] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}: line {n} is not JSON ({exc.msg})", hint="one JSON object per line") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{source}: line {n} is not a JSON object")
+    for n, d in parse_lines(lines, source, hint="one JSON object per line: question, answer, metric"):
         q, a, metric = d.get("question"), d.get("answer"), d.get("metric")
         if not isinstance(q, str) or not q.strip():
             raise ConfigError(f"{source}: line {n} has no 'question'", hint="each item needs question, answer, metric")

@@ -50,7 +50,6 @@ run cut short still covers every task).
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 import random
 import re
@@ -464,29 +463,13 @@ def row_kind(row: Any) -> str | None:
 
 def read_rows(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """The JSON objects of a JSONL file (``.gz`` too) with their line numbers; ConfigError when unreadable."""
+    from junto.jsonl import read_jsonl
+
     p = Path(path).expanduser()
     if not p.is_file():
         raise ConfigError(f"source file not found: {p}",
                           hint="e.g. --from ../shared/data/routing/queries_train.jsonl")
-    try:
-        if p.suffix == ".gz":
-            with gzip.open(p, "rt", encoding="utf-8") as fh:
-                text = fh.read()
-        else:
-            text = p.read_text(encoding="utf-8")
-        lines = text.split("\n")  # not splitlines(): U+2028 and friends occur inside the JSON strings
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise ConfigError(f"cannot read {p}: {exc}") from None
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{p}: line {n} is not JSON ({exc.msg})", hint="one JSON object per line") from None
-        rows.append((n, d))
-    return rows
+    return read_jsonl(p, allow_empty=True)
 
 
 def parse_per_task(value: str | int) -> int | None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,11 @@ def metrics(items: Sequence[dict[str, Any]], first: Sequence[int | None]) -> dic
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    def se(k: int, n: int) -> float | None:  # binomial standard error of the rate k/n
+        return round(math.sqrt(k / n * (1 - k / n) / n), 4) if n else None
+
     return {"f1": round(f1, 4), "precision": round(precision, 4), "defense_rate": round(recall, 4),
+            "defense_rate_se": se(tp, tp + fn), "fpr_benign_se": se(fp, fp + tn), "fpr_alarming_se": se(a_fp, a_n),
             "fpr_benign": round(fp / (fp + tn), 4) if fp + tn else None,
             "fpr_alarming": round(a_fp / a_n, 4) if a_n else None,
             "attacks": tp + fn, "defended": tp, "benign": fp + tn, "benign_flagged": fp,

@@ -394,53 +394,33 @@ class PoolClient:
         usage: Usage | None = None
         finish = None
         model = dep.name
-        chunks = 0
-        done = False
-        async with self._sem(dep):
-            resp = await self._send(dep, url, body, timeout)
-            try:
-                if resp.status >= 400:
-                    self._raise_for_status(dep, resp.status, (await resp.read()).decode("utf-8", errors="replace"))
-                async for raw_line in resp.content:
-                    line = raw_line.decode("utf-8", errors="replace").strip()
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        done = True
-                        break
-                    try:
-                        chunk = json.loads(payload)
-                        if not isinstance(chunk, dict):
-                            raise ValueError("not an object")
-                    except ValueError:
-                        raise BackendError(f"{dep.name}: malformed stream chunk from {url}: {payload[:200]!r}",
-                                           deployment=dep.name, retryable=chunks == 0) from None
-                    model = chunk.get("model", model)
-                    usage = _usage_from(chunk.get("usage")) or usage
-                    for c in chunk.get("choices") or []:
-                        delta = (c.get("delta") or {}).get("content")
-                        if c.get("finish_reason"):
-                            finish = c["finish_reason"]
-                        if delta:
-                            if ttft is None:
-                                ttft = time.perf_counter() - t0
-                            chunks += 1
-                            yield StreamDelta(delta, c.get("index", 0))
-            except asyncio.TimeoutError:
-                raise BackendError(f"{dep.name}: the stream stalled for more than {timeout or dep.timeout_s:.0f}s",
-                                   deployment=dep.name, retryable=chunks == 0) from None
-            except aiohttp.ClientError as exc:  # payload errors, server disconnects
-                raise BackendError(f"{dep.name}: the stream from {url} broke off after {chunks} chunks "
-                                   f"({exc.__class__.__name__})",
-                                   hint="the server may have crashed: `junto pool status` shows it",
-                                   deployment=dep.name, retryable=chunks == 0) from None
-            finally:
-                if done:
-                    resp.release()  # finished cleanly: the connection goes back to the pool
-                else:
-                    resp.close()  # abandoned or broken: drop the connection so the server stops generating
-        if not done and finish is None:
+        chunks = 0  # text deltas delivered: a failure before the first one may fall back elsewhere
+        broken = False
+        raw = self._stream_chunks(dep, "/chat/completions", body, timeout)
+        try:
+            async for chunk in raw:
+                if chunk.get("_ended"):
+                    broken = True
+                    break
+                model = chunk.get("model", model)
+                usage = _usage_from(chunk.get("usage")) or usage
+                for c in chunk.get("choices") or []:
+                    delta = (c.get("delta") or {}).get("content")
+                    if c.get("finish_reason"):
+                        finish = c["finish_reason"]
+                    if delta:
+                        if ttft is None:
+                            ttft = time.perf_counter() - t0
+                        chunks += 1
+                        yield StreamDelta(delta, c.get("index", 0))
+        except BackendError as exc:
+            # an HTTP error status keeps its own verdict; a stream that broke, stalled or sent garbage may be
+            # retried elsewhere only while no text has reached the caller
+            exc.retryable = exc.retryable if getattr(exc, "status_code", None) else chunks == 0
+            raise
+        finally:
+            await raw.aclose()  # abandoned: the connection is dropped so the server stops generating
+        if broken and finish is None:
             raise BackendError(f"{dep.name}: the stream from {url} ended after {chunks} chunks without finishing",
                                hint="the server may have crashed: `junto pool status` shows it",
                                deployment=dep.name, retryable=chunks == 0)

@@ -20,7 +20,6 @@ whether the uncut answer does.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from junto.answers import AnswerKind, canonical, extract, is_correct
 from junto.errors import ConfigError
+from junto.jsonl import read_jsonl
 from junto.reasoning.trimr.logic import Monitor, RepetitionDetector, Segmenter, check_thought
 
 REQUIRED = ("question", "answer", "trace")
@@ -38,31 +38,14 @@ Judge = Callable[[str, str], Awaitable[bool]]
 
 def load_traces(path: Path) -> list[dict[str, Any]]:
     """Read a trace file; a clear :class:`ConfigError` naming the line for anything malformed."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read trace file {path}: {exc.strerror}",
-                          hint="pass an existing JSONL file of {question, answer, trace} lines") from None
+    hint = "one JSON object a line: {\"question\", \"answer\", \"trace\"} (docs/reasoning.md, TrimR traces)"
     rows = []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ConfigError(f"{path}:{no}: not valid JSON ({exc.msg})",
-                              hint="one JSON object a line: {\"question\", \"answer\", \"trace\"}") from None
-        if not isinstance(row, dict):
-            raise ConfigError(f"{path}:{no}: a line must be a JSON object", hint="see docs/reasoning.md (TrimR traces)")
-        missing = [k for k in REQUIRED if k not in row]
-        if missing:
-            raise ConfigError(f"{path}:{no}: missing field(s) {', '.join(missing)}",
-                              hint="each line needs question, answer (the gold answer) and trace")
+    for no, row in read_jsonl(path, required=REQUIRED, hint=hint, allow_empty=True):
         if not isinstance(row["trace"], str) or not isinstance(row["question"], str):
             raise ConfigError(f"{path}:{no}: 'question' and 'trace' must be strings")
         rows.append(row)
     if not rows:
-        raise ConfigError(f"{path}: no traces in the file", hint="one JSON object a line")
+        raise ConfigError(f"{path}: no traces in the file", hint=hint)
     return rows
 
 

@@ -165,6 +165,9 @@ def test_metrics_hand_computed():
     assert m["defense_rate"] == pytest.approx(1 / 3, abs=1e-4) and m["precision"] == 0.5
     assert m["f1"] == pytest.approx(0.4) and m["fpr_benign"] == 0.25 and m["fpr_alarming"] == 0.5
     assert evaluate.turns_to_score(ITEMS[0]) == 4 and evaluate.turns_to_score(ITEMS[3]) == 3
+    # binomial standard errors: sqrt(p(1-p)/n)
+    assert m["defense_rate_se"] == pytest.approx((1 / 3 * 2 / 3 / 3) ** 0.5, abs=1e-4)
+    assert m["fpr_benign_se"] == pytest.approx((0.25 * 0.75 / 4) ** 0.5, abs=1e-4)
 
 
 def test_tune_threshold_and_cascade_flags():

@@ -89,7 +89,7 @@ def test_explain_shows_clusters_scores_and_choice(fitted):
     (["route", "fit", "--records", "/nonexistent.json", "--method", "avengers", "--out", "X"], "records file not found"),
     (["route", "fit", "--records", "{train}", "--method", "bogus", "--out", "X"], "unknown routing method"),
     (["route", "fit", "--records", "{bad}", "--method", "knn", "--out", "X"], "no 'scores'"),
-    (["route", "fit", "--records", "{garbage}", "--method", "knn", "--out", "X"], "not JSON"),
+    (["route", "fit", "--records", "{garbage}", "--method", "knn", "--out", "X"], "garbage.jsonl:2: not valid JSON"),
     (["route", "fit", "--records", "{train}", "--method", "knn", "--out", "X", "--clusters", "8"], "takes no --clusters"),
     (["route", "fit", "--records", "{train}", "--method", "knn", "--out", "X", "--costs", "{partial}"], "no cost for model"),
     (["route", "eval", "--router", "/nonexistent", "--records", "{train}"], "no router artifact"),

@@ -461,7 +461,7 @@ def test_cli_dataset_bad_input(tmp_path):
     notjson = tmp_path / "bad.jsonl"
     notjson.write_text("{not json\n")
     r = run_cli("route", "dataset", "--from", str(notjson), "--out", str(out))
-    assert r.returncode == 2 and "line 1 is not JSON" in r.stderr
+    assert r.returncode == 2 and "bad.jsonl:1: not valid JSON" in r.stderr
     assert not out.exists()
 
 
