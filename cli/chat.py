@@ -66,7 +66,21 @@ def render_event(data: dict[str, Any]) -> str | None:
         return f"fallback: {data.get('deployment')} failed ({data.get('error')}){to}"
     if kind == "error":
         return f"error from {data.get('deployment')} ({data.get('kind')}): {data.get('error')}"
+    if kind == "ets_step":
+        return render_ets_step(data)
     return render_thinking_event(data)
+
+
+def render_ets_step(data: dict[str, Any]) -> str:
+    """One line per tree depth of the ets / rebase search: nodes, kept, pruned, KV retained, cache hits."""
+    line = (f"{data.get('strategy')} depth {data.get('depth')}: {data.get('nodes')} new steps, "
+            f"{data.get('finished')} finished, kept {data.get('kept')}, pruned {data.get('pruned')} · "
+            f"KV {data.get('kv_tokens')} tokens retained")
+    if data.get("kv_tokens_rebase") is not None:
+        line += f" (REBASE would keep {data['kv_tokens_rebase']})"
+    if data.get("cached_tokens") is not None:
+        line += f" · server cache {data['cached_tokens']}/{data.get('prompt_tokens')} prompt tokens"
+    return line
 
 
 def render_thinking_event(data: dict[str, Any]) -> str | None:

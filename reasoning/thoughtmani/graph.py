@@ -14,6 +14,7 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from junto.errors import BackendError
 from junto.pool.capabilities import require
 from junto.pool.config import Thinking
 from junto.pool.continuation import Continuation
@@ -40,7 +41,17 @@ async def plan(state: ThoughtManiState, runtime: Runtime[RunContext]) -> dict[st
     kw, _ = thinking_kwargs(p, ctx)
     msgs = [{"role": "system", "content": PLANNER_PROMPT}, {"role": "user", "content": question_of(state["messages"])}]
     # generation ends at <STOP>: the server drops the stop string, so "<STOP>" alone comes back empty (no plan)
-    r = await ctx.client.chat(planner, msgs, max_tokens=p.plan_tokens, stop=[STOP], **kw)
+    try:
+        r = await ctx.client.chat(planner, msgs, max_tokens=p.plan_tokens, stop=[STOP], **kw)
+    except BackendError as exc:
+        # a planner that fails is a planner that cannot help: the reasoner thinks by itself (as on <STOP>)
+        writer({"type": "error", "strategy": "thoughtmani", "deployment": planner, "kind": "backend_error",
+                "error": exc.message})
+        writer({"type": "plan", "strategy": "thoughtmani", "planner": planner, "plan": None, "stop": True,
+                "tokens": 0, "finish_reason": None, "error": exc.message})
+        return {"planner": planner, "reasoner": reasoner, "plan": None,
+                "plan_usage": {"prompt_tokens": 0, "completion_tokens": 0, "estimated": False, "cost_usd": 0.0,
+                               "raw": "", "error": exc.message}}
     text = r.text
     steps = parse_plan(text)
     writer({"type": "plan", "strategy": "thoughtmani", "planner": planner, "plan": steps, "stop": steps is None,
@@ -85,6 +96,7 @@ async def reason(state: ThoughtManiState, runtime: Runtime[RunContext]) -> dict[
                    else "the planner gave up (<STOP>): the reasoner thought by itself")
     writer({"type": "decision", "strategy": "thoughtmani", "answer": key or "", "reason": reason_text})
     extra = {"planner": planner_dep.name, "reasoner": reasoner, "plan": steps, "plan_raw": pu["raw"],
+             **({"plan_error": pu["error"]} if pu.get("error") else {}),
              "plan_stop": steps is None, "plan_tokens": pu["completion_tokens"], "ended": ended,
              "thinking_tokens": thinking_tokens, "answer_tokens": answer_tok, "segments": segments}
     return {"result": StrategyResult(

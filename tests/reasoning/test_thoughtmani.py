@@ -286,3 +286,29 @@ async def test_a_hung_verifier_never_blocks_the_thinking(embedded_pool):
     assert not [e for e in events if e["type"] == "thought" and e["by"] == "verifier"]  # no verdict ever came
     assert took < 30  # far below the verifier's 60 s timeout: nothing waited on it
     assert r.extra["thinking_tokens"] > 0 and r.text
+
+
+@llamacpp
+async def test_a_failing_planner_means_the_reasoner_thinks_by_itself(embedded_pool):
+    """The planner is a real loopback server answering HTTP 500 (fault injection): no plan, so the reasoner
+    thinks on the plain path — the run does not fail, and the result says why there was no plan."""
+    from helpers import stub_server
+
+    from junto.pool.client import PoolClient
+
+    _, endpoints = embedded_pool
+    with stub_server("error500") as (url, _proc):
+        pool = parse_pool({"name": "broken-planner", "default": "reasoner", "deployments": [
+            {"name": "reasoner", "backend": "llamacpp", "model": "embedded:smollm2-135m",
+             "url": endpoints["smollm2-135m"]},
+            {"name": "planner", "backend": "openai", "model": "stub", "url": url, "connect_retries": 0}]})
+        async with PoolClient(pool) as client:
+            ctx = RunContext(client=client, pool=pool, candidates=["reasoner"])
+            events, r = await collect("thoughtmani", ctx, {"temperature": 0, "seed": 0, "planner": "planner",
+                                                           "reasoner": "reasoner", "thinking_budget": 64,
+                                                           "answer_tokens": 16})
+    errors = [e for e in events if e["type"] == "error"]
+    assert len(errors) == 1 and errors[0]["deployment"] == "planner" and "HTTP 500" in errors[0]["error"]
+    assert r.extra["plan"] is None and r.extra["plan_stop"] and "HTTP 500" in r.extra["plan_error"]
+    assert r.extra["ended"] in ("closed", "budget") and r.extra["thinking_tokens"] > 0
+    assert r.usage.completion_tokens == r.extra["thinking_tokens"] + r.extra["answer_tokens"]
