@@ -12,8 +12,10 @@ lets the request through (``on_error: allow``, logged and counted) or refuses it
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -73,6 +75,8 @@ class Guard:
             if client is None:
                 raise ConfigError("the prompted monitor needs a pool client")
         self.monitor: Monitor | None = None
+        #: one lock per conversation being checked: its requests are read, scored and written back in turn
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         if settings.kind == "classifier":  # loaded now: a bad artifact fails at start-up, not on a request
             self.monitor = self._classifier()
 
@@ -109,6 +113,16 @@ class Guard:
             return None
         t0 = time.perf_counter()
         conv = identity.conversation_key(texts, header=header, metadata=metadata, user=user, sdk=sdk)
+        name = conv.previous or conv.key
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        # two requests of one conversation at once: the second reads the state the first wrote (in this
+        # process; replicas sharing a Redis store may still interleave)
+        async with lock:
+            return await self._check(s, action, texts, conv, t0)
+
+    async def _check(self, s: MonitorSettings, action: str, texts: list[str], conv: Any, t0: float) -> Decision:
         state = (await self.store.get(PREFIX + conv.previous)) if conv.previous else None
         state = state or {}
         blocked = bool(state.get("blocked"))

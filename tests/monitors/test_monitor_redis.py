@@ -40,3 +40,23 @@ async def test_a_conversation_blocked_on_one_replica_is_refused_on_the_other(red
     finally:
         for s in stores:
             await s.aclose()
+
+
+async def test_concurrent_requests_of_one_conversation_are_checked_in_turn(redis_url):
+    """Requests of one conversation checked at the same moment by one guard each see the others' requests
+    (every store read and write is a real round trip to Redis, where a read-score-write race would keep only
+    the last writer's list)."""
+    import asyncio
+
+    store = redis_stores(StoreSettings(url=redis_url, prefix="monitor-race"))
+    await store.start()
+    try:
+        g = Guard(MonitorSettings(kind="classifier", ttl_s=30, max_requests=32), store.conversations)
+        g.monitor = ClassifierMonitor(threshold=1.0)  # never flags: the cumulative list is what is tested
+        ds = await asyncio.gather(*(g.check([{"role": "user", "content": f"step {i}"}], header="race")
+                                    for i in range(6)))
+        assert sorted(d.turn for d in ds) == [1, 2, 3, 4, 5, 6]
+        state = await store.conversations.get("monitor:" + ds[0].conversation)
+        assert sorted(state["requests"]) == [f"step {i}" for i in range(6)]
+    finally:
+        await store.aclose()
