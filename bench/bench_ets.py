@@ -22,34 +22,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
-import math
-import random
 import signal
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, save  # noqa: E402
+from common import RESULTS, gsm8k_gold, gsm8k_subset, load_items, mean_se, save, settings_hash  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 POLICY = "qwen2.5-coder-0.5b"
 ARMS = ("sc", "rebase", "ets")
-
-
-def subset(n: int, seed: int) -> list[tuple[int, dict]]:
-    rows = [json.loads(line) for line in GSM8K.read_text().splitlines() if line.strip()]
-    idx = random.Random(seed).sample(range(len(rows)), n)
-    return [(i, rows[i]) for i in idx]
-
-
-def gold(row: dict) -> str:
-    return row["answer"].split("####")[-1].strip().replace(",", "")
 
 
 def scorer_spec(text: str) -> dict:
@@ -70,22 +55,8 @@ def arm_params(arm: str, args) -> tuple[str, dict]:
 
 
 def settings_key(args) -> str:
-    blob = json.dumps({"seed": args.seed, "width": args.width, "depth": args.max_depth, "step": args.step_tokens,
-                       "scorer": args.scorer}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def load_done(path: Path, key: str) -> dict[tuple[int, str], dict]:
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a kill: redone
-            if r.get("settings") == key:
-                done[(r["gsm8k_line"], r["arm"])] = r
-    return done
+    return settings_hash({"seed": args.seed, "width": args.width, "depth": args.max_depth,
+                          "step": args.step_tokens, "scorer": args.scorer})
 
 
 def record(arm: str, r, wall: float) -> dict:
@@ -133,9 +104,9 @@ async def run_items(args, items, done, items_path: Path, key: str) -> None:
                         t = time.perf_counter()
                         r = await run_strategy(name, ctx, msgs, params)
                         wall = time.perf_counter() - t
-                        rec = {"settings": key, "gsm8k_line": line + 1, "arm": arm, "gold": gold(row),
+                        rec = {"settings": key, "gsm8k_line": line + 1, "arm": arm, "gold": gsm8k_gold(row),
                                "answer": r.answer,
-                               "correct": bool(r.answer) and is_correct(r.answer, gold(row), "number"),
+                               "correct": bool(r.answer) and is_correct(r.answer, gsm8k_gold(row), "number"),
                                "completion_tokens": r.usage.completion_tokens,
                                "prompt_tokens": r.usage.prompt_tokens, "wall_s": round(wall, 2),
                                **record(arm, r, wall)}
@@ -143,19 +114,10 @@ async def run_items(args, items, done, items_path: Path, key: str) -> None:
                         out.flush()
                         done[(line + 1, arm)] = rec
                         print(f"[{no + 1}/{len(items)}] line {line + 1} {arm:7s} kv_peak {rec['kv_peak']:5d} · "
-                              f"{r.usage.completion_tokens:5d} tok · {wall:7.1f}s · {r.answer!r} vs {gold(row)} "
+                              f"{r.usage.completion_tokens:5d} tok · {wall:7.1f}s · {r.answer!r} vs {gsm8k_gold(row)} "
                               f"{'✓' if rec['correct'] else '✗'}", flush=True)
     finally:
         launcher.down(started)
-
-
-def mean_se(xs: list[float]) -> dict:
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return {"mean": None, "se": None, "n": 0}
-    m = statistics.fmean(xs)
-    se = statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else None
-    return {"mean": round(m, 4), "se": round(se, 4) if se is not None else None, "n": len(xs)}
 
 
 def summarize(args, items, done) -> dict:
@@ -196,9 +158,9 @@ def main() -> None:
     bad = [a for a in args.arms if a not in ARMS]
     if bad:
         ap.error(f"unknown arm(s) {bad}; choose from {', '.join(ARMS)}")
-    items = subset(args.n, args.seed)
+    items = gsm8k_subset(args.n, args.seed)
     key = settings_key(args)
-    done = load_done(args.items, key)
+    done = load_items(args.items, key)
     try:
         asyncio.run(run_items(args, items, done, args.items, key))
     finally:

@@ -28,34 +28,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
-import math
-import random
 import signal
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, save  # noqa: E402
+from common import RESULTS, gsm8k_gold, gsm8k_subset, load_items, mean_se, save, settings_hash  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 REASONER, HELPER = "qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"
 ARMS = ("plain", "thoughtmani", "trimr")
-
-
-def subset(n: int, seed: int) -> list[tuple[int, dict]]:
-    rows = [json.loads(line) for line in GSM8K.read_text().splitlines() if line.strip()]
-    idx = random.Random(seed).sample(range(len(rows)), n)
-    return [(i, rows[i]) for i in idx]
-
-
-def gold(row: dict) -> str:
-    return row["answer"].split("####")[-1].strip().replace(",", "")
 
 
 def arm_params(arm: str, args) -> tuple[str, dict]:
@@ -69,30 +54,8 @@ def arm_params(arm: str, args) -> tuple[str, dict]:
                            "answer_tokens": args.budget + args.answer_tokens}
 
 
-def mean_se(xs: list[float]) -> dict:
-    if not xs:
-        return {"mean": None, "se": None, "n": 0}
-    m = statistics.fmean(xs)
-    se = statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else None
-    return {"mean": round(m, 4), "se": round(se, 4) if se is not None else None, "n": len(xs)}
-
-
 def settings_key(args) -> str:
-    blob = json.dumps({"seed": args.seed, "budget": args.budget, "answer_tokens": args.answer_tokens}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def load_done(path: Path, key: str) -> dict[tuple[int, str], dict]:
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a kill: redone
-            if r.get("settings") == key:
-                done[(r["gsm8k_line"], r["arm"])] = r
-    return done
+    return settings_hash({"seed": args.seed, "budget": args.budget, "answer_tokens": args.answer_tokens})
 
 
 async def run_items(args, items, done, items_path: Path, key: str) -> None:
@@ -125,8 +88,8 @@ async def run_items(args, items, done, items_path: Path, key: str) -> None:
                         wall = time.perf_counter() - t
                         x = r.extra
                         thinking = x.get("thinking_tokens", 0) + (x.get("plan_tokens") or 0)
-                        rec = {"settings": key, "gsm8k_line": line + 1, "arm": arm, "gold": gold(row),
-                               "answer": r.answer, "correct": bool(r.answer) and is_correct(r.answer, gold(row),
+                        rec = {"settings": key, "gsm8k_line": line + 1, "arm": arm, "gold": gsm8k_gold(row),
+                               "answer": r.answer, "correct": bool(r.answer) and is_correct(r.answer, gsm8k_gold(row),
                                                                                             "number"),
                                "thinking_tokens": thinking, "completion_tokens": r.usage.completion_tokens,
                                "prompt_tokens": r.usage.prompt_tokens, "wall_s": round(wall, 2),
@@ -139,7 +102,7 @@ async def run_items(args, items, done, items_path: Path, key: str) -> None:
                         done[(line + 1, arm)] = rec
                         print(f"[{no + 1}/{len(items)}] line {line + 1} {arm:12s} {rec['ended']:13s} "
                               f"think {thinking:4d} tok · total {r.usage.completion_tokens:4d} tok · "
-                              f"{wall:6.1f}s · {r.answer!r} vs {gold(row)} {'✓' if rec['correct'] else '✗'}",
+                              f"{wall:6.1f}s · {r.answer!r} vs {gsm8k_gold(row)} {'✓' if rec['correct'] else '✗'}",
                               flush=True)
     finally:
         launcher.down(started)
@@ -182,7 +145,7 @@ def record_traces(path: Path, items, done) -> int:
             r = done.get((line + 1, "plain"))
             if r is None or not r.get("thinking"):
                 continue
-            out.write(json.dumps({"question": row["question"], "answer": gold(row), "trace": r["thinking"],
+            out.write(json.dumps({"question": row["question"], "answer": gsm8k_gold(row), "trace": r["thinking"],
                                   "final": r["text"], "thinking_tokens": r["thinking_tokens"],
                                   "model": f"{REASONER} (Q4_K_M, llama.cpp) prompted to think (configs/pools/local.yaml)",
                                   "source": f"gsm8k/train.jsonl line {line + 1}"}) + "\n")
@@ -207,10 +170,10 @@ def main() -> None:
     bad = [a for a in args.arms if a not in ARMS]
     if bad or args.n < 1:
         ap.error(f"unknown arm(s) {bad}; choose from {', '.join(ARMS)}" if bad else "--n must be at least 1")
-    items = subset(args.n, args.seed)
+    items = gsm8k_subset(args.n, args.seed)
     key = settings_key(args)
     args.items.parent.mkdir(parents=True, exist_ok=True)
-    done = load_done(args.items, key)
+    done = load_items(args.items, key)
     todo = sum(1 for line, _ in items for a in args.arms if (line + 1, a) not in done)
     print(f"{len(items)} questions × {len(args.arms)} arms: {todo} to run, "
           f"{len(items) * len(args.arms) - todo} already in {args.items}", flush=True)

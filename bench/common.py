@@ -88,3 +88,53 @@ def save(name: str, results: dict) -> Path:
     print(json.dumps(results, indent=2))
     print(f"saved {path}")
     return path
+
+
+# -- shared by the resumable GSM8K strategy benchmarks (bench_thinking, bench_ets) -------------------------
+GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
+
+
+def gsm8k_subset(n: int, seed: int) -> list[tuple[int, dict]]:
+    """``n`` seeded GSM8K train rows as (0-based line, row); a larger ``n`` extends a smaller one's list."""
+    import random
+
+    rows = [json.loads(line) for line in GSM8K.read_text().splitlines() if line.strip()]
+    idx = random.Random(seed).sample(range(len(rows)), n)
+    return [(i, rows[i]) for i in idx]
+
+
+def gsm8k_gold(row: dict) -> str:
+    return row["answer"].split("####")[-1].strip().replace(",", "")
+
+
+def mean_se(xs: list) -> dict:
+    """Mean and standard error of the values given (``None`` values left out)."""
+    import math
+
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return {"mean": None, "se": None, "n": 0}
+    m = statistics.fmean(xs)
+    se = statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else None
+    return {"mean": round(m, 4), "se": round(se, 4) if se is not None else None, "n": len(xs)}
+
+
+def settings_hash(settings: dict) -> str:
+    """A short key for a run's settings: per-item records made under other settings are not reused."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_items(path: Path, key: str) -> dict[tuple[int, str], dict]:
+    """Per-(GSM8K line, arm) records of earlier runs under settings ``key``; a line cut by a kill is redone."""
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if r.get("settings") == key:
+                done[(r["gsm8k_line"], r["arm"])] = r
+    return done

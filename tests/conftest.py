@@ -46,6 +46,29 @@ def embedded_pool():
         assert not [p for p in pids if pid_alive(p)], "embedded llama.cpp server left running after down"
 
 
+QWEN05 = "qwen2.5-coder-0.5b"
+
+
+@pytest.fixture(scope="session")
+def qwen05_pool():
+    """One llama-server running Qwen2.5-Coder-0.5B-Instruct (2 slots of 4096 tokens) for the whole session:
+    the judge, verifier and template tests share it. Yields (pool, endpoints); stopped at the end."""
+    from junto.pool.config import parse_pool
+    from junto.pool.launcher import Launcher, pid_alive
+
+    pool = parse_pool({"name": "qwen05-tests", "deployments": [{
+        "name": QWEN05, "backend": "llamacpp", "model": f"embedded:{QWEN05}", "context_length": 4096,
+        "max_concurrency": 2, "launch": {"n_threads": "auto", "startup_timeout_s": 300}}]})
+    launcher = Launcher(pool, _STATE / "qwen05")
+    endpoints, _ = launcher.up()
+    pids = [r.pid for r in launcher.records().values() if r.pid]
+    try:
+        yield pool, endpoints
+    finally:
+        launcher.down()
+        assert not [p for p in pids if pid_alive(p)], "the Qwen2.5-Coder-0.5B llama-server left running after down"
+
+
 @pytest.fixture
 async def embedded_client(embedded_pool):
     from junto.pool.client import PoolClient

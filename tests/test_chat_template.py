@@ -36,25 +36,11 @@ def server_props(base_url: str) -> dict:
     return httpx.get(base_url.rstrip("/").removesuffix("/v1") + "/props", timeout=30).json()
 
 
-@pytest.fixture(scope="module")
-def qwen_server(tmp_path_factory, state_root):
-    """A llama-server running Qwen2.5-Coder-0.5B (one slot, small context), stopped at the end."""
-    from junto.pool.config import load_pool
-    from junto.pool.launcher import Launcher, pid_alive
-
-    f = tmp_path_factory.mktemp("qwen") / "qwen-template.yaml"
-    f.write_text("name: qwen-template\ndeployments:\n"
-                 "  - {name: qwen05, backend: llamacpp, model: 'embedded:qwen2.5-coder-0.5b', context_length: 512,\n"
-                 "     max_concurrency: 1, launch: {startup_timeout_s: 180}}\n")
-    pool = load_pool(str(f))
-    launcher = Launcher(pool, state_root / "qwen-template")
-    endpoints, _ = launcher.up()
-    pids = [r.pid for r in launcher.records().values() if r.pid]
-    try:
-        yield pool, endpoints["qwen05"]
-    finally:
-        launcher.down()
-        assert not [p for p in pids if pid_alive(p)], "qwen llama-server left running"
+@pytest.fixture
+def qwen_server(qwen05_pool):
+    """The session's Qwen2.5-Coder-0.5B llama-server (tests/conftest.py): (pool, its base URL)."""
+    pool, endpoints = qwen05_pool
+    return pool, endpoints[pool.deployments[0].name]
 
 
 def test_gguf_template_is_the_one_the_server_uses(embedded_pool):
@@ -93,7 +79,7 @@ def test_continue_final_equals_llama_server_prefill_smollm2(embedded_pool):
 
 def test_render_equals_llama_server_qwen(qwen_server):
     pool, url = qwen_server
-    dep = pool.deployment("qwen05")
+    dep = pool.deployments[0]
     tmpl = for_deployment(dep)
     # the server stores it without the file's final newline (jinja drops one trailing newline anyway)
     assert tmpl.template.rstrip("\n") == server_props(url)["chat_template"].rstrip("\n")

@@ -234,7 +234,16 @@ class PoolClient:
     async def _post(self, dep: Deployment, body: dict[str, Any], timeout: float | None,
                     path: str = "/chat/completions") -> dict[str, Any]:
         url = f"{self._url(dep)}{path}"
-        resp = await self._send(dep, url, body, timeout)
+        data = await self._read_json(dep, await self._send(dep, url, body, timeout), url, timeout, dict)
+        if not isinstance(data.get("choices"), list):
+            raise BackendError(f"{dep.name}: malformed response from {url}: no 'choices' list: {str(data)[:200]!r}",
+                               deployment=dep.name, retryable=True)
+        return data
+
+    async def _read_json(self, dep: Deployment, resp: aiohttp.ClientResponse, url: str, timeout: float | None,
+                         expect: type) -> Any:
+        """The response's body as JSON of type ``expect``; HTTP errors, broken answers and malformed JSON as
+        :class:`BackendError` (the connection goes back to the pool either way)."""
         try:
             status, raw = resp.status, await resp.read()
         except asyncio.TimeoutError:
@@ -249,8 +258,8 @@ class PoolClient:
         self._raise_for_status(dep, status, text)
         try:
             data = json.loads(raw)
-            if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-                raise ValueError("no 'choices' list")
+            if not isinstance(data, expect):
+                raise ValueError(f"not a JSON {expect.__name__}")
         except ValueError as exc:
             raise BackendError(f"{dep.name}: malformed response from {url}: {exc}: {text[:200]!r}",
                                deployment=dep.name, retryable=True) from None
@@ -468,23 +477,7 @@ class PoolClient:
                                    retryable=True) from None
         else:
             resp = await self._send(dep, url, body, timeout)
-        try:
-            status, raw = resp.status, await resp.read()
-        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-            raise BackendError(f"{dep.name}: the answer from {url} broke off ({exc.__class__.__name__})",
-                               deployment=dep.name, retryable=True) from None
-        finally:
-            resp.release()
-        text = raw.decode("utf-8", errors="replace")
-        self._raise_for_status(dep, status, text)
-        try:
-            data = json.loads(raw)
-            if not isinstance(data, expect):
-                raise ValueError(f"not a JSON {expect.__name__}")
-        except ValueError as exc:
-            raise BackendError(f"{dep.name}: malformed response from {url}: {exc}: {text[:200]!r}",
-                               deployment=dep.name, retryable=True) from None
-        return data
+        return await self._read_json(dep, resp, url, timeout, expect)
 
     async def complete(self, deployment: str | Deployment, prompt: str, *, n: int = 1, logprobs: int | None = None,
                        timeout: float | None = None, **params: Any) -> ChatResult:

@@ -19,22 +19,10 @@ pytestmark = [pytest.mark.llamacpp, pytest.mark.slow]
 JUDGE = "qwen2.5-coder-0.5b"
 
 
-@pytest.fixture(scope="module")
-def judge_pool(tmp_path_factory):
-    from junto.pool.config import parse_pool
-    from junto.pool.launcher import Launcher, pid_alive
-
-    pool = parse_pool({"name": "monitor-judge", "deployments": [{
-        "name": JUDGE, "backend": "llamacpp", "model": f"embedded:{JUDGE}", "context_length": 4096,
-        "max_concurrency": 1, "launch": {"n_threads": "auto", "startup_timeout_s": 300}}]})
-    launcher = Launcher(pool, tmp_path_factory.mktemp("judge-state"))
-    endpoints, _ = launcher.up()
-    pids = [r.pid for r in launcher.records().values() if r.pid]
-    try:
-        yield pool, endpoints
-    finally:
-        launcher.down()
-        assert not [p for p in pids if pid_alive(p)]
+@pytest.fixture
+def judge_pool(qwen05_pool):
+    """The session's Qwen2.5-Coder-0.5B server (tests/conftest.py)."""
+    return qwen05_pool
 
 
 @pytest.fixture

@@ -261,22 +261,10 @@ async def test_prm_format_faults_are_clear_errors(mode, words):
 
 # -- judge against the real Qwen2.5-Coder-0.5B ----------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def judge_pool(tmp_path_factory):
-    from junto.pool.config import parse_pool
-    from junto.pool.launcher import Launcher, pid_alive
-
-    pool = parse_pool({"name": "ets-judge", "deployments": [{
-        "name": JUDGE, "backend": "llamacpp", "model": f"embedded:{JUDGE}", "context_length": 2048,
-        "max_concurrency": 2, "launch": {"n_threads": "auto", "startup_timeout_s": 300}}]})
-    launcher = Launcher(pool, tmp_path_factory.mktemp("ets-judge-state"))
-    endpoints, _ = launcher.up()
-    pids = [r.pid for r in launcher.records().values() if r.pid]
-    try:
-        yield pool, endpoints
-    finally:
-        launcher.down()
-        assert not [p for p in pids if pid_alive(p)]
+@pytest.fixture
+def judge_pool(qwen05_pool):
+    """The session's Qwen2.5-Coder-0.5B server (tests/conftest.py)."""
+    return qwen05_pool
 
 
 @pytest.mark.llamacpp
