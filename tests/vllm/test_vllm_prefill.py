@@ -69,7 +69,11 @@ async def test_greedy_continuation_is_the_tail_of_the_greedy_answer_on_vllm(vllm
     assert len(words) >= 4, full
     prefill = " ".join(words[: len(words) // 2])
     cont = (await vllm_client.continue_chat(DEP, msgs, prefill, max_tokens=8, **GREEDY)).text
-    assert cont and full[len(prefill):].startswith(cont), (full, prefill, cont)
+    # the prefilled turn is continued, not restarted: the next word is the greedy answer's next word. (Beyond it
+    # the two may part: vLLM's CPU numerics differ between a prefilled and a self-generated prefix — seen once
+    # in CI as " are: Red, Blue…" against " are:\n\nRed (R)…".)
+    assert cont and not cont.lstrip().startswith(prefill) and cont.split()[0] == full[len(prefill):].split()[0], \
+        (full, prefill, cont)
     # junto's own rendering, completed raw, continues the same way
     prompt = await vllm_client.render_prompt(DEP, [*msgs, {"role": "assistant", "content": prefill}],
                                              continue_final=True)
