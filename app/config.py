@@ -84,6 +84,12 @@ class MemorySettings(_Strict):
     templates: str | None = Field(None, description="a thought-template store directory (junto.memory.templates)")
     template_k: int = Field(2, ge=1, le=16)
     min_similarity: float = Field(0.5, ge=-1, le=1)
+    experience: str | None = Field("auto", description="the experience-memory SQLite file (junto.memory.experience) "
+                                                       "of strategies that learn from past runs (xolver): 'auto' "
+                                                       "(<state dir>/memory/experience.db), a path relative to the "
+                                                       "config file, or null / 'off' (no memory); created on first use")
+    experience_max_items: int = Field(10_000, ge=1, description="the most experiences kept per kind (lowest "
+                                                                "(verified, score, created) dropped first)")
 
 
 class StoreSettings(_UrlSettings):

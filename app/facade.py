@@ -157,6 +157,7 @@ class Junto:
         self.pool = pool
         self.config = config or JuntoConfig(pool=pool)
         self.launcher = Launcher(pool, state_root)
+        self._state_root = state_root
         self.auto_start = auto_start
         self.keep = keep
         self._own_stores = stores is None
@@ -171,6 +172,7 @@ class Junto:
         self._router = router
         self._router_loaded = router is not None
         self._templates: Any = None
+        self._experience: Any = None
         self._guard: Any = None
         self._client: PoolClient | None = None
         self._started: list[str] = []
@@ -233,6 +235,29 @@ class Junto:
                                   hint="build one (see docs/routers.md) or remove memory.templates from the config")
             self._templates = ThoughtTemplateStore(path)
         return self._templates
+
+    @property
+    def experience(self) -> Any:
+        """The experience memory ``memory.experience`` names (``auto``: ``<state dir>/memory/experience.db``;
+        created on first use), opened lazily; None when it is ``off``."""
+        where = self.config.memory.experience
+        if self._experience is None and where and where != "off":
+            from junto.memory.experience import ExperienceStore
+            from junto.paths import state_dir
+
+            path = ((self._state_root or state_dir()) / "memory" / "experience.db" if where == "auto"
+                    else self.config.relative(where))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._experience = ExperienceStore(path, max_items=self.config.memory.experience_max_items)
+        return self._experience
+
+    def close_memory(self) -> None:
+        """Close the experience memory and the template store (idempotent; reopened lazily on next use)."""
+        experience, templates = self._experience, self._templates
+        self._experience = self._templates = None
+        for store in (experience, templates):
+            if store is not None and hasattr(store, "close"):
+                store.close()
 
     @property
     def guard(self) -> Any:
@@ -318,6 +343,7 @@ class Junto:
             await self._client.aclose()
             self._client = None
         self._guard = None  # its prompted monitor held the client closed above
+        self.close_memory()
         if not self.keep and self._started:
             await asyncio.to_thread(self.stop_started)
 
@@ -328,6 +354,7 @@ class Junto:
             self._portal = self._portal_cm = None
         elif self._client is not None or (not self.keep and self._started):
             asyncio.run(self.aclose())
+        self.close_memory()
 
     async def __aenter__(self) -> Junto:
         return self
@@ -493,9 +520,14 @@ class Junto:
                      t0: float, request: Request) -> AsyncIterator[Event]:
         from junto.reasoning import RunContext, stream_strategy
 
+        from junto.reasoning.registry import get_strategy
+
+        memory = None
+        if get_strategy(request.strategy).uses_memory:  # only strategies that learn open it: it loads the embedder
+            memory = self._experience or await asyncio.to_thread(lambda: self.experience)
         ctx = RunContext(client=client, pool=self.pool, candidates=self.health.order(routing.ranked),
                          max_samples=request.budgets.max_samples, max_tokens=request.sampling.max_tokens,
-                         deadline_s=request.budgets.deadline_s, router=self.router, memory=self.templates,
+                         deadline_s=request.budgets.deadline_s, router=self.router, memory=memory,
                          health=self.health, passthrough=request.passthrough)
         checkpoint: dict[str, Any] = {}
         cp = self.stores.checkpoints

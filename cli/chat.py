@@ -68,7 +68,45 @@ def render_event(data: dict[str, Any]) -> str | None:
         return f"error from {data.get('deployment')} ({data.get('kind')}): {data.get('error')}"
     if kind == "ets_step":
         return render_ets_step(data)
+    if kind.startswith("xolver_"):
+        return render_xolver_event(data)
     return render_thinking_event(data)
+
+
+def render_xolver_event(data: dict[str, Any]) -> str | None:
+    """Lines for the xolver strategy's events: roles, memory hits, rounds, each agent's verdict, stop, write-back."""
+    kind = data.get("type", "")
+    if kind == "xolver_roles":
+        team = ", ".join(f"{r['name']} ({r['deployment']})" for r in data.get("roles") or [])
+        tests = f", {data['examples']} example tests" if data.get("examples") is not None else ""
+        line = f"xolver team by {data.get('planner')}: {team} · judge: {data.get('judge')}{tests}"
+        return line + (f" · {data['fallback']}" if data.get("fallback") else "")
+    if kind == "xolver_memory":
+        hits = data.get("hits") or []
+        if not data.get("searched"):
+            return f"memory: not searched ({data.get('reason')})"
+        if not hits:
+            return "memory: no similar solved problem"
+        return "memory: " + " | ".join(f"{h['fused']:.3f} {h['problem']!r}" for h in hits)
+    if kind == "xolver_round":
+        return f"round {data.get('round')}/{data.get('rounds')}: {data.get('agents')} agents answering"
+    if kind == "xolver_agent":
+        score = data.get("score")
+        tests = f" ({data['passed']}/{data['tests']} examples)" if data.get("tests") is not None else ""
+        verdict = "verified" if data.get("verified") else "not verified"
+        note = f" · {data['note']}" if data.get("note") else ""
+        return (f"  agent {data.get('agent')} {data.get('role')}: score {score:.2f}{tests}, {verdict}, "
+                f"{data.get('tokens')} tokens · {data.get('answer')!r:.80}{note}")
+    if kind == "xolver_judge":
+        return (f"judge ({data.get('judge')}) round {data.get('round')}: best {data.get('best_role')} "
+                f"{data.get('best_score') or 0:.2f}{' — verified' if data.get('verified') else ''}")
+    if kind == "xolver_stop":
+        return f"stopped early after round {data.get('round')}: verified ({data.get('rounds_saved')} round(s) saved)"
+    if kind == "xolver_memory_write":
+        if data.get("wrote"):
+            return f"memory: wrote the verified answer of {data.get('role')} (score {data.get('score'):.2f})"
+        return f"memory: nothing written ({data.get('reason')})"
+    return None
 
 
 def render_ets_step(data: dict[str, Any]) -> str:
@@ -109,7 +147,7 @@ def render_thinking_event(data: dict[str, Any]) -> str | None:
 
 async def answer_once(junto, messages, strategy, params, show: bool, show_thinking: bool = True):
     """Stream one answer. The model's thinking (``reasoning_content``) goes to stderr, dimmed, unless
-    ``show_thinking`` is off; stdout carries the answer only."""
+    ``show_thinking`` is off; stdout carries the reply only (an extracted answer, when it differs, goes to stderr)."""
     from junto.facade import ResultEvent, StrategyEvent, TokenEvent
 
     result = None
@@ -145,7 +183,8 @@ async def answer_once(junto, messages, strategy, params, show: bool, show_thinki
         if not streamed:
             if show_thinking and result.reasoning_content and not thought:
                 err_console.out(f"thinking: {result.reasoning_content}", style="dim", highlight=False)
-            console.out(result.answer if result.votes is None else result.text, end="", highlight=False)
+            # the whole reply; a strategy's extracted answer, when it is something else, follows on stderr
+            console.out(result.text or result.answer, end="", highlight=False)
         console.out("")
         if result.extra.get("thinking_truncated"):
             err_console.print("[dim]the thinking was cut by max tokens before its close tag: no answer "
@@ -154,6 +193,8 @@ async def answer_once(junto, messages, strategy, params, show: bool, show_thinki
             err_console.print(f"[bold]answer:[/] {result.answer}  [dim]votes: "
                               + ", ".join(f"{k}: {v:g}" for k, v in sorted(result.votes.items(), key=lambda kv: -kv[1]))
                               + "[/]", highlight=False)
+        elif result.answer and "\n" not in result.answer and result.answer.strip() != (result.text or "").strip():
+            err_console.print(f"[bold]answer:[/] {result.answer}", highlight=False)
     return result
 
 

@@ -7,35 +7,41 @@ similar past queries to a new prompt. Published defaults mirrored here: the top 
 query (by score, cheaper first on ties), each cut to 1,000 characters, summarized at temperature
 0.2 into a 1–5 sentence template.
 
-Store layout (a directory, every file replaced atomically):
-    templates.jsonl   one template per line: id, query, template, sources, created
-    vectors.npy       the queries' embeddings (row i ↔ line i), L2-normalized
-    meta.json         the embedder spec and dimension
+Storage: the templates are ``kind="template"`` rows of junto's experience memory
+(:class:`junto.memory.experience.ExperienceStore`, SQLite in WAL mode, several processes at once):
+a template store is a folder holding ``memory.db`` (the template text in ``solution``, the query in
+``problem``, the models it was distilled from in ``meta["sources"]``).
+
+Migration: a folder in the old layout (``templates.jsonl`` + ``vectors.npy`` + ``meta.json``, used
+before the SQLite store) is copied into ``memory.db`` beside them on first open, once, with the same
+vectors and embedder; the old files are kept untouched and are not read again after that.
 
 Searching embeds the new query in memory (``Embedder.encode_one``): nothing about it is written to
-disk, neither here nor in the embedding cache. Adding a template embeds its query the same way; its
-vector is kept in ``vectors.npy`` with the template, which is all the persistence it needs.
+disk, neither here nor in the embedding cache. Adding a template embeds its query and keeps the
+vector in ``memory.db`` with the template, which is all the persistence it needs.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
-import secrets
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from junto.errors import ConfigError
-from junto.paths import atomic_write_text
 
 TOP_ANSWERS = 3
 ANSWER_CHARS = 1000
+#: the store's SQLite file inside a template-store folder
+DB_NAME = "memory.db"
+#: the pre-SQLite layout, migrated into memory.db on first open
+LEGACY_FILES = ("templates.jsonl", "vectors.npy", "meta.json")
 
 
 @dataclass
@@ -55,6 +61,19 @@ class Candidate:
     answer: str
     score: float
     cost: float = 0.0
+
+
+def _epoch(created: str) -> float:
+    try:
+        return calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ"))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _template(exp: Any) -> ThoughtTemplate:
+    created = exp.meta.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp.created))
+    return ThoughtTemplate(id=exp.id, query=exp.problem, template=exp.solution,
+                           sources=list(exp.meta.get("sources", [])), created=created)
 
 
 def best_answers(candidates: Sequence[Candidate], top_n: int = TOP_ANSWERS) -> list[Candidate]:
@@ -87,102 +106,117 @@ def prompt_with_templates(query: str, found: Sequence[tuple[ThoughtTemplate, flo
 
 
 class ThoughtTemplateStore:
-    """Templates and their query vectors in a directory; nearest-neighbour search through faiss.
+    """Thought templates as ``kind="template"`` rows of an :class:`~junto.memory.experience.ExperienceStore`.
 
-    ``blocking``: True when the store's embedder is a torch/sentence-transformers model (``minilm``,
-    ``st:...``), so that :meth:`search` / :meth:`prompt` cost milliseconds of CPU per query and belong
-    in a worker thread (``asyncio.to_thread``) under an event loop; False for the static model2vec
-    embedder (~0.1 ms per query plus a faiss search over the templates). :meth:`search` writes
-    nothing to disk and keeps nothing about the query; it may run in several threads at once, beside
+    ``path`` is a folder; the store is the SQLite file ``<path>/memory.db`` in it (:data:`DB_NAME`).
+    Search is dense only (cosine similarity of the queries' embeddings, through faiss), so that
+    ``min_similarity`` keeps its meaning. ``blocking``: True when the store's embedder is a
+    torch/sentence-transformers model (``minilm``, ``st:...``), so that :meth:`search` / :meth:`prompt`
+    cost milliseconds of CPU per query and belong in a worker thread (``asyncio.to_thread``) under an
+    event loop; False for the static model2vec embedder. :meth:`search` writes nothing to disk and
+    keeps nothing about the query; it may run in several threads (and processes) at once, beside
     :meth:`add`. Opening the store loads the embedder, which always blocks.
     """
 
-    def __init__(self, path: str | os.PathLike[str], embedder: str | dict[str, Any] | None = None):
-        from junto.routers.embeddings import get_embedder, parse_embedder_spec
+    def __init__(self, path: str | os.PathLike[str], embedder: str | dict[str, Any] | None = None, *,
+                 max_items: int = 10_000):
+        from junto.memory.experience import ExperienceStore
+        from junto.routers.embeddings import parse_embedder_spec
 
         self.path = Path(path).expanduser()
-        meta_path = self.path / "meta.json"
-        stored = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-        spec = parse_embedder_spec(embedder if embedder is not None else (stored or {}).get("embedder"))
-        if stored is not None and stored.get("embedder") != spec:
-            raise ConfigError(f"template store {self.path} was built with embedder {stored.get('embedder')}, not {spec}",
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"template store {self.path} is not a folder",
+                              hint="give the folder that holds (or will hold) memory.db", param="path")
+        legacy = self._legacy_meta()
+        if legacy is not None and embedder is not None and parse_embedder_spec(embedder) != legacy.get("embedder"):
+            raise ConfigError(f"template store {self.path} was built with embedder {legacy.get('embedder')}, not "
+                              f"{parse_embedder_spec(embedder)}",
                               hint="open it without an embedder argument, or use a new store directory")
-        self.embedder = get_embedder(spec)
-        self.spec = spec
-        self.templates: list[ThoughtTemplate] = []
-        self.vectors = np.zeros((0, 0), dtype=np.float32)
-        self._index = None
-        self._lock = threading.Lock()  # add() swaps (templates, index) under it; search() reads one snapshot
-        self._load()
+        spec = embedder if embedder is not None else (legacy or {}).get("embedder")
+        try:
+            self.store = ExperienceStore(self.path / DB_NAME, spec, max_items=max_items)
+        except ConfigError as exc:
+            if exc.param == "embedder":
+                raise ConfigError(f"template store {self.path}: {exc.message}", hint=exc.hint) from None
+            raise
+        self.embedder = self.store.embedder
+        self.spec = self.store.spec
+        if legacy is not None:
+            self._migrate(legacy)
 
+    # -- the pre-SQLite layout ------------------------------------------------------------------------
+    def _legacy_meta(self) -> dict[str, Any] | None:
+        """meta.json of a store in the old layout (templates.jsonl + vectors.npy + meta.json), or None."""
+        files = [self.path / n for n in LEGACY_FILES]
+        if not all(f.is_file() for f in files):
+            return None
+        try:
+            return json.loads((self.path / "meta.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"template store {self.path} has an unreadable meta.json: {exc}",
+                              hint="restore it, or move the old files away to start a new store") from None
+
+    def _migrate(self, legacy: dict[str, Any]) -> None:
+        """Copy an old-layout store into memory.db once (the same vectors: nothing is re-embedded).
+
+        The old files are kept, untouched and no longer read after this: every later add goes to memory.db.
+        """
+        from junto.memory.experience import Experience
+
+        lines = (self.path / "templates.jsonl").read_text(encoding="utf-8").splitlines()
+        try:
+            old = [ThoughtTemplate(**json.loads(line)) for line in lines if line.strip()]
+            vectors = np.load(self.path / "vectors.npy", allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"template store {self.path} has unreadable old-layout files: {exc}",
+                              hint="restore them, or move them away to start a new store") from None
+        if len(vectors) != len(old):
+            raise ConfigError(f"template store {self.path} is inconsistent ({len(old)} templates, "
+                              f"{len(vectors)} vectors)", hint="rebuild the store")
+        exps = [Experience(problem=t.query, solution=t.template, kind="template", source="template", id=t.id,
+                           created=_epoch(t.created), meta={"sources": list(t.sources), "created": t.created})
+                for t in old]
+        self.store.import_rows(exps, vectors.reshape(len(old), -1), once="templates.jsonl")
+
+    # -- the store ------------------------------------------------------------------------------------
     @property
     def blocking(self) -> bool:
         """True when embedding a query here is torch work (sentence-transformers): search in a thread."""
         return bool(getattr(self.embedder, "blocking", True))
 
-    def _embed_one(self, text: str) -> np.ndarray:
-        """The query's vector (1 × dim), computed in memory: never read from or written to the disk cache."""
-        return np.asarray(self.embedder.encode_one(text), dtype=np.float32)[None, :]
-
-    def _load(self) -> None:
-        tpath, vpath = self.path / "templates.jsonl", self.path / "vectors.npy"
-        if tpath.is_file() and vpath.is_file():
-            self.templates = [ThoughtTemplate(**json.loads(line)) for line in tpath.read_text(encoding="utf-8").splitlines()
-                              if line.strip()]
-            self.vectors = np.load(vpath, allow_pickle=False).astype(np.float32)
-            if len(self.vectors) != len(self.templates):
-                raise ConfigError(f"template store {self.path} is inconsistent ({len(self.templates)} templates, "
-                                  f"{len(self.vectors)} vectors)", hint="rebuild the store")
-        self._rebuild_index()
-
-    def _rebuild_index(self) -> None:
-        import faiss
-
-        if len(self.templates) == 0:
-            self._index = None
-            return
-        self._index = faiss.IndexFlatIP(self.vectors.shape[1])
-        self._index.add(np.ascontiguousarray(self.vectors))
+    @property
+    def templates(self) -> list[ThoughtTemplate]:
+        """Every template, oldest first."""
+        return [_template(e) for e in self.store.all(kind="template")]
 
     def __len__(self) -> int:
-        return len(self.templates)
+        return self.store.count("template")
 
     def add(self, query: str, template: str, sources: Sequence[str] = ()) -> ThoughtTemplate:
-        vec = self._embed_one(query)
-        t = ThoughtTemplate(id=secrets.token_hex(6), query=query, template=template.strip(), sources=list(sources),
-                            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        with self._lock:
-            # new list and array objects: a search running meanwhile keeps its consistent old snapshot
-            self.templates = [*self.templates, t]
-            self.vectors = vec if len(self.vectors) == 0 else np.concatenate([self.vectors, vec])
-            self._save()
-            self._rebuild_index()
-        return t
+        from junto.memory.experience import Experience
 
-    def _save(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / f".vectors.{os.getpid()}.tmp.npy"
-        np.save(tmp, self.vectors)
-        # vectors first, then templates: a reader between the two sees a length mismatch, never a wrong pairing
-        os.replace(tmp, self.path / "vectors.npy")
-        atomic_write_text(self.path / "templates.jsonl",
-                          "".join(json.dumps(asdict(t), ensure_ascii=False) + "\n" for t in self.templates))
-        atomic_write_text(self.path / "meta.json", json.dumps({"embedder": self.spec, "dim": int(self.vectors.shape[1])}))
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        exp = Experience(problem=query, solution=template.strip(), kind="template", source="template",
+                         meta={"sources": list(sources), "created": created})
+        tid = self.store.add(exp)
+        return ThoughtTemplate(id=tid, query=query, template=exp.solution, sources=list(sources), created=created)
 
     def search(self, query: str, k: int = 2, min_similarity: float = 0.0) -> list[tuple[ThoughtTemplate, float]]:
         """The ``k`` templates whose queries are most similar (cosine) to ``query``.
 
         The query is embedded in memory only; no cache or file is written.
         """
-        with self._lock:
-            index, templates = self._index, self.templates
-        if index is None:
-            return []
-        from junto.routers.base import faiss_search
+        found = self.store.search(query, k, kind="template", mode="dense")
+        return [(_template(e), s) for e, s in found if s >= min_similarity]
 
-        vec = self._embed_one(query)
-        sims, ids = faiss_search(index, vec, min(k, len(templates)))
-        return [(templates[i], float(s)) for s, i in zip(sims[0], ids[0]) if i >= 0 and s >= min_similarity]
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> ThoughtTemplateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def prompt(self, query: str, k: int = 2, min_similarity: float = 0.0) -> str:
         return prompt_with_templates(query, self.search(query, k, min_similarity))

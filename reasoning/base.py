@@ -22,3 +22,5 @@ class Strategy:
     summary: str
     #: the paper and its published defaults (the strategy package's docstring)
     doc: str = ""
+    #: reads or writes the experience memory (``RunContext.memory``): the fronts open it only for such strategies
+    uses_memory: bool = False

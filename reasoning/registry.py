@@ -30,6 +30,7 @@ _MODULES: dict[str, str] = {
     "trimr": "junto.reasoning.trimr",
     "ets": "junto.reasoning.ets",
     "rebase": "junto.reasoning.ets.rebase",
+    "xolver": "junto.reasoning.xolver",
 }
 _LOADED: dict[str, Strategy] = {}
 

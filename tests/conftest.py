@@ -50,7 +50,13 @@ QWEN05 = "qwen2.5-coder-0.5b"
 
 
 @pytest.fixture(scope="session")
-def qwen05_pool():
+def qwen05_state_root() -> Path:
+    """The state directory of the qwen05_pool server: a Junto given it adopts that server."""
+    return _STATE / "qwen05"
+
+
+@pytest.fixture(scope="session")
+def qwen05_pool(qwen05_state_root):
     """One llama-server running Qwen2.5-Coder-0.5B-Instruct (2 slots of 4096 tokens) for the whole session:
     the judge, verifier and template tests share it. Yields (pool, endpoints); stopped at the end."""
     from junto.pool.config import parse_pool
@@ -59,7 +65,7 @@ def qwen05_pool():
     pool = parse_pool({"name": "qwen05-tests", "deployments": [{
         "name": QWEN05, "backend": "llamacpp", "model": f"embedded:{QWEN05}", "context_length": 4096,
         "max_concurrency": 2, "launch": {"n_threads": "auto", "startup_timeout_s": 300}}]})
-    launcher = Launcher(pool, _STATE / "qwen05")
+    launcher = Launcher(pool, qwen05_state_root)
     endpoints, _ = launcher.up()
     pids = [r.pid for r in launcher.records().values() if r.pid]
     try:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from junto.stores.base import (
     ConversationStore,
     CooldownStore,
-    ExperienceStore,
+    ExperienceRecords,
     RateLimitStore,
 )
 from junto.stores.memory_store import (
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from junto.stores.checkpoints import Checkpoints
     from junto.stores.redis_store import RedisConnection
 
-__all__ = ["ConversationStore", "CooldownStore", "ExperienceStore", "RateLimitStore", "Stores", "build_stores",
+__all__ = ["ConversationStore", "CooldownStore", "ExperienceRecords", "RateLimitStore", "Stores", "build_stores",
            "memory_stores", "redis_stores"]
 
 
@@ -46,7 +46,7 @@ class Stores:
     limits: RateLimitStore
     cooldowns: CooldownStore
     conversations: ConversationStore
-    experiences: ExperienceStore
+    experiences: ExperienceRecords
     checkpoints: Checkpoints | None = None
     connection: RedisConnection | None = None
     #: how often cool-downs are shared with other replicas (only when ``shared``)

@@ -9,7 +9,8 @@ constructs one.
 * :class:`RateLimitStore`: per-client token buckets (requests and tokens per minute).
 * :class:`CooldownStore`: which deployments a replica has cooled down after failures, with expiry.
 * :class:`ConversationStore`: per-conversation state and an event log, with a time to live.
-* :class:`ExperienceStore`: records of solved queries (experience memory), newest first, with expiry.
+* :class:`ExperienceRecords`: raw records of solved queries, newest first, with expiry, shared across replicas (the
+  experience memory with retrieval is :class:`junto.memory.experience.ExperienceStore`).
 
 Values are JSON (dicts of str, numbers, lists, bools, None): what one replica writes, another —
 perhaps another version of junto — reads.
@@ -81,7 +82,7 @@ class ConversationStore(ABC):
         """Forget the conversation (state and events)."""
 
 
-class ExperienceStore(ABC):
+class ExperienceRecords(ABC):
     """Experience memory: records of past queries and what solved them.
 
     Retrieval (dense, BM25) is pure logic over what :meth:`recent` returns; the store only keeps,

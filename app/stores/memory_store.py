@@ -18,7 +18,7 @@ from typing import Any
 from junto.stores.base import (
     ConversationStore,
     CooldownStore,
-    ExperienceStore,
+    ExperienceRecords,
     RateLimitStore,
     dumps,
 )
@@ -118,7 +118,7 @@ class InProcessConversations(ConversationStore):
         self._events.pop(conversation_id, None)
 
 
-class InProcessExperiences(ExperienceStore):
+class InProcessExperiences(ExperienceRecords):
     def __init__(self, ttl_s: float = 30 * 86_400.0, clock: Callable[[], float] = time.monotonic,
                  max_records: int = MAX_ENTRIES, wall: Callable[[], float] = time.time):
         self.ttl_s, self.wall = ttl_s, wall

@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from junto.stores.base import (
     ConversationStore,
     CooldownStore,
-    ExperienceStore,
+    ExperienceRecords,
     RateLimitStore,
     dumps,
 )
@@ -397,7 +397,7 @@ class RedisConversations(ConversationStore):
         await self.conn.run(op, lambda: self.local.delete(conversation_id))
 
 
-class RedisExperiences(ExperienceStore):
+class RedisExperiences(ExperienceRecords):
     """``<prefix>:exp:<id>`` holds a record (JSON, with its expiry); ``<prefix>:exp:index`` orders them by time."""
 
     def __init__(self, conn: RedisConnection, ttl_s: float = 30 * 86_400.0, max_records: int = MAX_ENTRIES):

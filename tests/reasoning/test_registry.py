@@ -11,7 +11,8 @@ from junto.reasoning import RunContext, get_strategy, run_strategy, strategy_nam
 
 
 def test_names_and_docstrings_name_their_papers():
-    assert strategy_names() == ["direct", "ets", "modelswitch", "rebase", "sc", "thoughtmani", "trimr"]
+    assert strategy_names() == ["direct", "ets", "modelswitch", "rebase", "sc", "thoughtmani", "trimr", "xolver"]
+    assert "2506.14234" in get_strategy("xolver").doc and "m = 3 agents" in get_strategy("xolver").doc
     assert "2502.13575" in get_strategy("ets").doc and "REBASE" in get_strategy("rebase").doc
     assert "2504.13626" in get_strategy("thoughtmani").doc and "<STOP>" in get_strategy("thoughtmani").doc
     assert "2505.17155" in get_strategy("trimr").doc and "M = 2" in get_strategy("trimr").doc

@@ -61,7 +61,9 @@ def test_search_with_new_queries_writes_nothing_and_keeps_caches_bounded(tmp_pat
     assert len(E._CACHES) == open_caches <= E.MAX_OPEN_CACHES
     assert all(len(c) <= c.memory_items for c in E._CACHES.values())
     assert len(E._EMBEDDERS) <= E.MAX_EMBEDDERS
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["meta.json", "templates.jsonl", "vectors.npy"]
+    # the folder holds the SQLite store (and its WAL files) only; searches added no row
+    assert {p.name for p in (tmp_path / "s").iterdir()} <= {"memory.db", "memory.db-wal", "memory.db-shm"}
+    assert len(store) == 2 and store.store.count() == 2
 
 
 def test_minilm_store_is_blocking(tmp_path):
