@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, gsm8k_gold, gsm8k_subset, load_items, mean_se, save, settings_hash  # noqa: E402
+from common import RESULTS, gsm8k_gold, gsm8k_subset, load_items, local_pool, mean_se, save, settings_hash  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = "qwen2.5-coder-0.5b"
@@ -80,16 +80,9 @@ def record(arm: str, r, wall: float) -> dict:
 async def run_items(args, items, done, items_path: Path, key: str) -> None:
     from junto.answers import is_correct
     from junto.pool.client import PoolClient
-    from junto.pool.config import load_pool
-    from junto.pool.launcher import Launcher
     from junto.reasoning import RunContext, run_strategy
 
-    full = load_pool("local")
-    pool = full.model_copy(update={"deployments": [full.deployment(POLICY)], "arms": [], "router": None,
-                                   "default": POLICY})
-    launcher = Launcher(pool)
-    endpoints, started = launcher.up(progress=lambda m: print(f"  {m}", flush=True))
-    try:
+    with local_pool([POLICY], POLICY) as (pool, endpoints):
         async with PoolClient(pool, endpoints) as client:
             with items_path.open("a") as out:
                 for no, (line, row) in enumerate(items):
@@ -116,8 +109,6 @@ async def run_items(args, items, done, items_path: Path, key: str) -> None:
                         print(f"[{no + 1}/{len(items)}] line {line + 1} {arm:7s} kv_peak {rec['kv_peak']:5d} · "
                               f"{r.usage.completion_tokens:5d} tok · {wall:7.1f}s · {r.answer!r} vs {gsm8k_gold(row)} "
                               f"{'✓' if rec['correct'] else '✗'}", flush=True)
-    finally:
-        launcher.down(started)
 
 
 def summarize(args, items, done) -> dict:

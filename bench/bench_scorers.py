@@ -44,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, save  # noqa: E402
+from common import RESULTS, local_pool, save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "step-mistakes"
@@ -249,29 +249,22 @@ def position_prior(task_data) -> dict[str, dict[int, list[float]]]:
 
 async def judge_run(args, task_data, cache: Cache, dep_name: str) -> dict[str, dict[int, list[float]]]:
     from junto.pool.client import PoolClient
-    from junto.pool.config import load_pool
-    from junto.pool.launcher import Launcher
     from junto.reasoning.ets.scorers import make_scorer
 
-    full = load_pool("local")
-    dep = full.deployment(dep_name)
-    pool = full.model_copy(update={"deployments": [dep], "arms": [], "router": None, "default": dep_name})
     # a private state directory: this run starts (and stops) its own server, never one another run may stop
     state = Path(tempfile.mkdtemp(prefix="junto-bench-scorers-"))
-    launcher = Launcher(pool, state)
-    endpoints, started = launcher.up(progress=lambda m: print(f"  {m}", flush=True))
     out = {}
     try:
-        async with PoolClient(pool, endpoints) as client:
-            scorer = make_scorer({"kind": "judge", "deployment": dep_name}, client, pool)
-            for task, (traces, train, test) in task_data.items():
-                ids = subset(train, args.judge_traces, args.seed, task) + subset(test, args.judge_traces, args.seed,
-                                                                                  task + "/test")
-                out[task] = await score_traces(scorer, f"judge:{dep_name}", task, traces, ids, cache, True,
-                                               log_every=4)
-            print(f"  judge undecided verdicts this run: {scorer.undecided}", flush=True)
+        with local_pool([dep_name], dep_name, state) as (pool, endpoints):
+            async with PoolClient(pool, endpoints) as client:
+                scorer = make_scorer({"kind": "judge", "deployment": dep_name}, client, pool)
+                for task, (traces, train, test) in task_data.items():
+                    ids = subset(train, args.judge_traces, args.seed, task) + subset(test, args.judge_traces, args.seed,
+                                                                                      task + "/test")
+                    out[task] = await score_traces(scorer, f"judge:{dep_name}", task, traces, ids, cache, True,
+                                                   log_every=4)
+                print(f"  judge undecided verdicts this run: {scorer.undecided}", flush=True)
     finally:
-        launcher.down(started)
         shutil.rmtree(state, ignore_errors=True)
     return out
 

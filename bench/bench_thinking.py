@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, gsm8k_gold, gsm8k_subset, load_items, mean_se, save, settings_hash  # noqa: E402
+from common import RESULTS, gsm8k_gold, gsm8k_subset, load_items, local_pool, mean_se, save, settings_hash  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REASONER, HELPER = "qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"
@@ -61,19 +61,10 @@ def settings_key(args) -> str:
 async def run_items(args, items, done, items_path: Path, key: str) -> None:
     from junto.answers import is_correct
     from junto.pool.client import PoolClient
-    from junto.pool.config import load_pool
-    from junto.pool.launcher import Launcher
     from junto.reasoning import RunContext, run_strategy
 
-    full = load_pool("local")
-    # only the two models the arms use (the lead's running `local` servers are reused, never stopped)
-    pool = full.model_copy(update={"deployments": [full.deployment(HELPER), full.deployment(REASONER)],
-                                   "arms": [], "router": None, "default": REASONER})
-    launcher = Launcher(pool)
-    t0 = time.perf_counter()
-    endpoints, started = launcher.up(progress=lambda m: print(f"  {m}", flush=True))
-    print(f"pool up in {time.perf_counter() - t0:.1f}s (started: {started or 'none, reused'})", flush=True)
-    try:
+    # only the two models the arms use (running `local` servers are reused, never stopped)
+    with local_pool([HELPER, REASONER], REASONER) as (pool, endpoints):
         async with PoolClient(pool, endpoints) as client:
             with items_path.open("a") as out:
                 for no, (line, row) in enumerate(items):
@@ -104,8 +95,6 @@ async def run_items(args, items, done, items_path: Path, key: str) -> None:
                               f"think {thinking:4d} tok · total {r.usage.completion_tokens:4d} tok · "
                               f"{wall:6.1f}s · {r.answer!r} vs {gsm8k_gold(row)} {'✓' if rec['correct'] else '✗'}",
                               flush=True)
-    finally:
-        launcher.down(started)
 
 
 def summarize(args, items, done) -> dict:

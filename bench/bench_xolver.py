@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, gsm8k_gold, load_items, mean_se, save, settings_hash  # noqa: E402
+from common import RESULTS, gsm8k_gold, load_items, local_pool, mean_se, save, settings_hash  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HUMANEVAL = ROOT.parent / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
@@ -137,51 +137,42 @@ def prompt_for(args, row: dict) -> str:
 
 async def run_items(args, rows, eval_idx, memory_idx, done) -> None:
     from junto.pool.client import PoolClient
-    from junto.pool.config import load_pool
-    from junto.pool.launcher import Launcher
     from junto.reasoning import RunContext, run_strategy
 
-    full = load_pool("local")
-    pool = full.model_copy(update={"deployments": [full.deployment(SMALL), full.deployment(BIG)],
-                                   "arms": [], "router": None, "default": BIG})
-    launcher = Launcher(pool)
-    t0 = time.perf_counter()
-    endpoints, started = launcher.up(progress=lambda m: print(f"  {m}", flush=True))
-    print(f"pool up in {time.perf_counter() - t0:.1f}s (started: {started or 'none, reused'})", flush=True)
     store = warm_memory(args, rows, memory_idx) if "xolver-mem" in args.arms else None
     try:
-        async with PoolClient(pool, endpoints) as client:
-            with args.items.open("a") as out:
-                for no, i in enumerate(eval_idx):
-                    row = rows[i]
-                    for arm in args.arms:
-                        if (i + 1, arm) in done:
-                            continue
-                        name, params, first = arm_run(arm, args)
-                        ctx = RunContext(client=client, pool=pool, candidates=[first],
-                                         memory=store if arm == "xolver-mem" else None)
-                        msgs = [{"role": "user", "content": prompt_for(args, row)}]
-                        t = time.perf_counter()
-                        r = await run_strategy(name, ctx, msgs, params)
-                        wall = time.perf_counter() - t
-                        ok = await asyncio.to_thread(grade, args, row, r.text, r.answer)
-                        x = r.extra or {}
-                        rec = {"settings": settings_key(args, arm), "gsm8k_line": i + 1, "arm": arm,
-                               "task_id": row.get("task_id", f"gsm8k/{i + 1}"), "correct": ok,
-                               "completion_tokens": r.usage.completion_tokens, "prompt_tokens": r.usage.prompt_tokens,
-                               "wall_s": round(wall, 2), "rounds": x.get("rounds_run"),
-                               "verified": x.get("verified"), "memory_hits": len(x.get("memory_hits") or []),
-                               "wrote_memory": x.get("wrote_memory"), "text": r.text}
-                        out.write(json.dumps(rec) + "\n")
-                        out.flush()
-                        done[(i + 1, arm)] = rec
-                        print(f"[{no + 1}/{len(eval_idx)}] {rec['task_id']:16s} {arm:12s} "
-                              f"{r.usage.completion_tokens:5d} tok · {wall:6.1f}s · rounds {rec['rounds']} · "
-                              f"{'✓' if ok else '✗'}", flush=True)
+        with local_pool([SMALL, BIG], BIG) as (pool, endpoints):
+            async with PoolClient(pool, endpoints) as client:
+                with args.items.open("a") as out:
+                    for no, i in enumerate(eval_idx):
+                        row = rows[i]
+                        for arm in args.arms:
+                            if (i + 1, arm) in done:
+                                continue
+                            name, params, first = arm_run(arm, args)
+                            ctx = RunContext(client=client, pool=pool, candidates=[first],
+                                             memory=store if arm == "xolver-mem" else None)
+                            msgs = [{"role": "user", "content": prompt_for(args, row)}]
+                            t = time.perf_counter()
+                            r = await run_strategy(name, ctx, msgs, params)
+                            wall = time.perf_counter() - t
+                            ok = await asyncio.to_thread(grade, args, row, r.text, r.answer)
+                            x = r.extra or {}
+                            rec = {"settings": settings_key(args, arm), "gsm8k_line": i + 1, "arm": arm,
+                                   "task_id": row.get("task_id", f"gsm8k/{i + 1}"), "correct": ok,
+                                   "completion_tokens": r.usage.completion_tokens, "prompt_tokens": r.usage.prompt_tokens,
+                                   "wall_s": round(wall, 2), "rounds": x.get("rounds_run"),
+                                   "verified": x.get("verified"), "memory_hits": len(x.get("memory_hits") or []),
+                                   "wrote_memory": x.get("wrote_memory"), "text": r.text}
+                            out.write(json.dumps(rec) + "\n")
+                            out.flush()
+                            done[(i + 1, arm)] = rec
+                            print(f"[{no + 1}/{len(eval_idx)}] {rec['task_id']:16s} {arm:12s} "
+                                  f"{r.usage.completion_tokens:5d} tok · {wall:6.1f}s · rounds {rec['rounds']} · "
+                                  f"{'✓' if ok else '✗'}", flush=True)
     finally:
         if store is not None:
             store.close()
-        launcher.down(started)
 
 
 def summarize(args, eval_idx, done) -> dict:

@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -88,6 +89,30 @@ def save(name: str, results: dict) -> Path:
     print(json.dumps(results, indent=2))
     print(f"saved {path}")
     return path
+
+
+# -- shared by the benchmarks that run the local pool's models (bench_thinking, bench_ets, bench_scorers, bench_xolver)
+
+
+@contextmanager
+def local_pool(names: list[str], default: str, state: Path | None = None):
+    """The local pool cut down to ``names``, its servers up: yields ``(pool, endpoints)``. Only the servers this
+    call started are stopped at the end (servers of the same state directory that were running are reused).
+    ``state``: the Launcher's state directory (default: ``JUNTO_STATE_DIR`` or the user's)."""
+    from junto.pool.config import load_pool
+    from junto.pool.launcher import Launcher
+
+    full = load_pool("local")
+    pool = full.model_copy(update={"deployments": [full.deployment(n) for n in names], "arms": [], "router": None,
+                                   "default": default})
+    launcher = Launcher(pool, state)
+    t0 = time.perf_counter()
+    endpoints, started = launcher.up(progress=lambda m: print(f"  {m}", flush=True))
+    print(f"pool up in {time.perf_counter() - t0:.1f}s (started: {started or 'none, reused'})", flush=True)
+    try:
+        yield pool, endpoints
+    finally:
+        launcher.down(started)
 
 
 # -- shared by the resumable GSM8K strategy benchmarks (bench_thinking, bench_ets) -------------------------
