@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 
 from junto.errors import BackendError
 from junto.pool.types import Usage
-from junto.reasoning.common import StrategyResult, sampling_kwargs, time_left
+from junto.reasoning.common import StrategyResult, acquire, sampling_kwargs, time_left
 from junto.reasoning.context import RunContext
 from junto.reasoning.trimr import roles as picks
 from junto.reasoning.trimr.run import question_of
@@ -131,14 +131,26 @@ async def _one_agent(ctx: RunContext, writer, role: dict[str, Any], msgs: list[d
             "round": round_no, "agent": role["agent"]})
     base = {"round": round_no, "agent": role["agent"], "role": role["name"], "deployment": dep, "score": None,
             "verified": False}
+    empty = {"text": "", "answer": "", "prompt_tokens": 0, "completion_tokens": 0, "estimated": False,
+             "cost_usd": 0.0, "finish_reason": None}
+    permit = await acquire(ctx, dep, started)  # the caller's circuit breaker: a cooling deployment is not called
+    if permit is None:
+        error = f"{dep}: not called (circuit open or deadline passed)"
+        writer({"type": "error", "strategy": S, "deployment": dep, "kind": "unavailable", "error": error,
+                "round": round_no, "agent": role["agent"]})
+        return {**base, **empty, "error": error}
     left = time_left(ctx, started)
     try:
         r = await ctx.client.chat(dep, msgs, timeout=max(left, 0.05) if left is not None else None, **kw)
     except BackendError as exc:
+        permit.report(exc)
         writer({"type": "error", "strategy": S, "deployment": dep, "kind": "backend_error", "error": exc.message,
                 "round": round_no, "agent": role["agent"]})
-        return {**base, "text": "", "answer": "", "error": exc.message, "prompt_tokens": 0, "completion_tokens": 0,
-                "estimated": False, "cost_usd": 0.0, "finish_reason": None}
+        return {**base, **empty, "error": exc.message}
+    except BaseException:
+        permit.release()
+        raise
+    permit.success()
     choice = r.choices[0] if r.choices else None
     return {**base, "text": r.text, "answer": "", "error": None, "prompt_tokens": r.usage.prompt_tokens,
             "completion_tokens": r.usage.completion_tokens, "estimated": r.usage.estimated, "cost_usd": r.cost_usd,
@@ -288,7 +300,9 @@ async def finish(state: XolverState, runtime: Runtime[RunContext]) -> dict[str, 
         "wrote_memory": wrote is not None, "memory_write": wrote, "tokens_per_agent": per_agent,
         "errors": [{"round": a["round"], "agent": a["agent"], "error": a["error"]} for a in answers if a.get("error")],
     }
-    deployments = list(dict.fromkeys([*(a["deployment"] for a in answers), state["planner"],
+    # the deployment whose answer this is first (the result's ``deployment``), then the others that answered
+    deployments = list(dict.fromkeys([*([best["deployment"]] if best else []),
+                                      *(a["deployment"] for a in answers if not a.get("error")), state["planner"],
                                       *([judge_dep] if judge_dep else [])]))
     return {"result": StrategyResult(
         answer=answer or "", text=text, deployments=deployments, votes=None, samples=len(answers), samples_saved=

@@ -223,3 +223,22 @@ async def test_a_failed_probe_is_reported_from_the_strategy(embedded_pool):
     assert health.state("recovering") == "cooling"
     kinds = sorted(ev["kind"] for ev in events if ev["type"] == "error" and ev["deployment"] == "recovering")
     assert kinds == ["backend_error", "unavailable"]
+
+
+async def test_xolver_does_not_call_an_agent_deployment_whose_circuit_opened(embedded_pool):
+    """Round 1: the agent on a failing deployment errs and its circuit opens; round 2: it is not called at all, the
+    other agent answers, and the run ends with that answer."""
+    with stub_server("error500") as (bad, _):
+        pool = mixed_pool(live_url(embedded_pool), bad=bad)
+        health = HealthTracker(failures=1, seconds=60)
+        async with PoolClient(pool) as client:
+            ctx = RunContext(client=client, pool=pool, candidates=["live", "bad"], health=health)
+            events, r = await collect("xolver", ctx, {
+                "agents": 2, "rounds": 2, "agent_models": ["bad", "live"], "planner": "live", "judge": "live",
+                "early_stop": False, "max_tokens": 16, "plan_tokens": 16, "temperature": 0})
+        sent = stub_requests(bad)
+    errors = [ev for ev in events if ev["type"] == "error" and ev["deployment"] == "bad"]
+    assert [(ev["round"], ev["kind"]) for ev in errors] == [(1, "backend_error"), (2, "unavailable")]
+    assert sent >= 1 and health.state("bad") == "cooling"
+    assert {e["round"] for e in r.extra["errors"]} == {1, 2} and r.extra["rounds_run"] == 2
+    assert r.deployments[0] == "live" and r.text
