@@ -26,6 +26,20 @@ def state_root() -> Path:
     return _STATE
 
 
+def _serve(pool, root: Path, what: str):
+    """Start ``pool``'s servers under ``root``, yield (pool, endpoints), stop them; fail if a process is left."""
+    from junto.pool.launcher import Launcher, pid_alive
+
+    launcher = Launcher(pool, root)
+    endpoints, _ = launcher.up()
+    pids = [r.pid for r in launcher.records().values() if r.pid]
+    try:
+        yield pool, endpoints
+    finally:
+        launcher.down()
+        assert not [p for p in pids if pid_alive(p)], f"{what} left running after down"
+
+
 @pytest.fixture(scope="session")
 def embedded_pool():
     """The built-in embedded pool, its llama.cpp server started once for the whole session.
@@ -33,17 +47,8 @@ def embedded_pool():
     Yields (pool, endpoints). Stopped at the end; the test session fails if a process is left.
     """
     from junto.pool.config import load_pool
-    from junto.pool.launcher import Launcher, pid_alive
 
-    pool = load_pool("embedded")
-    launcher = Launcher(pool, _STATE)
-    endpoints, _ = launcher.up()
-    pids = [r.pid for r in launcher.records().values() if r.pid]
-    try:
-        yield pool, endpoints
-    finally:
-        launcher.down()
-        assert not [p for p in pids if pid_alive(p)], "embedded llama.cpp server left running after down"
+    yield from _serve(load_pool("embedded"), _STATE, "embedded llama.cpp server")
 
 
 QWEN05 = "qwen2.5-coder-0.5b"
@@ -60,19 +65,11 @@ def qwen05_pool(qwen05_state_root):
     """One llama-server running Qwen2.5-Coder-0.5B-Instruct (2 slots of 4096 tokens) for the whole session:
     the judge, verifier and template tests share it. Yields (pool, endpoints); stopped at the end."""
     from junto.pool.config import parse_pool
-    from junto.pool.launcher import Launcher, pid_alive
 
     pool = parse_pool({"name": "qwen05-tests", "deployments": [{
         "name": QWEN05, "backend": "llamacpp", "model": f"embedded:{QWEN05}", "context_length": 4096,
         "max_concurrency": 2, "launch": {"n_threads": "auto", "startup_timeout_s": 300}}]})
-    launcher = Launcher(pool, qwen05_state_root)
-    endpoints, _ = launcher.up()
-    pids = [r.pid for r in launcher.records().values() if r.pid]
-    try:
-        yield pool, endpoints
-    finally:
-        launcher.down()
-        assert not [p for p in pids if pid_alive(p)], "the Qwen2.5-Coder-0.5B llama-server left running after down"
+    yield from _serve(pool, qwen05_state_root, "the Qwen2.5-Coder-0.5B llama-server")
 
 
 @pytest.fixture
