@@ -256,7 +256,7 @@ class Junto:
         experience, templates = self._experience, self._templates
         self._experience = self._templates = None
         for store in (experience, templates):
-            if store is not None and hasattr(store, "close"):
+            if store is not None:
                 store.close()
 
     @property
@@ -519,7 +519,6 @@ class Junto:
     async def _graph(self, client: PoolClient, messages: list[dict[str, Any]], routing: Routing, trace_id: str,
                      t0: float, request: Request) -> AsyncIterator[Event]:
         from junto.reasoning import RunContext, stream_strategy
-
         from junto.reasoning.registry import get_strategy
 
         memory = None
